@@ -1,0 +1,24 @@
+"""genome: a compressed genome grows the wiring of a much larger network.
+
+Layouts place neurons in space; decoders (`DECODERS`) turn a population of
+flat genomes [P, D] into a batched `Phenotype`; `wiring` measures and draws
+the grown network; `files` saves and loads genomes as safetensors.
+"""
+
+from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
+from genome.layout import CODES, Layout, Sheet
+from genome.phenotype import Phenotype
+from genome.spec import Block, GenomeSpec
+
+__all__ = [
+    "CODES",
+    "DECODERS",
+    "Block",
+    "Decoder",
+    "GenomeSpec",
+    "Layout",
+    "Phenotype",
+    "Sheet",
+    "decoder_class",
+    "make_decoder",
+]

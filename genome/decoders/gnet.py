@@ -1,0 +1,113 @@
+"""g-network: a small MLP per connection type maps (pre code ++ post code) to a weight.
+
+Shuvaev, Lachi, Koulakov, Zador, "Encoding innate ability through a genomic
+bottleneck", PNAS 2024. Each pair of consecutive sheets (a connection type)
+has its own MLP; its input is the identity code of the presynaptic neuron
+concatenated with that of the postsynaptic neuron, its output the weight.
+
+The first layer is separable: W1 [pre ++ post] = W1_pre pre + W1_post post, so
+each neuron's code is projected once ([n, h]) and pairs are formed by a
+broadcast add. Pairs are processed in blocks of postsynaptic neurons so the
+[p, block, n_pre, h] intermediate stays small. Biases are a linear function
+of the postsynaptic code (code_dim + 1 genes per layer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+
+from genome.decoders.base import Block, Decoder, check_code, check_widths
+from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp
+from genome.layout import Layout
+
+
+class GNet(Decoder):
+    name = "gnet"
+    defaults: ClassVar[dict[str, Any]] = {"hidden": [16, 16], "code": "binary"}
+
+    def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
+        s["hidden"] = check_widths(self.name, "hidden", s["hidden"])
+        s["code"] = check_code(self.name, s["code"])
+        return s
+
+    @classmethod
+    def _with_width(cls, width: int) -> dict[str, Any]:
+        return {"hidden": [width, width]}
+
+    def _dims(self, layout: Layout) -> list[int]:
+        return [s.code_dim(self.settings["code"]) for s in layout.sheets]
+
+    def _blocks(self, layout: Layout) -> list[Block]:
+        h = self.settings["hidden"]
+        d = self._dims(layout)
+        blocks = []
+        for k in range(layout.n_layers):
+            d_in = d[k] + d[k + 1]
+            std = (1.0 / max(d_in, 1)) ** 0.5
+            blocks += [
+                Block(f"l{k}.pre", (h[0], d[k]), std),
+                Block(f"l{k}.post", (h[0], d[k + 1]), std),
+                Block(f"l{k}.b1", (h[0],), 0.1),
+            ]
+            for j in range(1, len(h)):
+                blocks += [
+                    Block(f"l{k}.w{j + 1}", (h[j], h[j - 1]), (2.0 / h[j - 1]) ** 0.5),
+                    Block(f"l{k}.b{j + 1}", (h[j],), 0.1),
+                ]
+            blocks += [
+                Block(f"l{k}.out", (h[-1],), (1.0 / h[-1]) ** 0.5),
+                Block(f"l{k}.bias", (d[k + 1],), 0.1),
+                Block(f"l{k}.bias0", (1,), 0.1),
+            ]
+        return blocks
+
+    def _bytes_per_individual(self, layout: Layout) -> int:
+        h = max(self.settings["hidden"])
+        pair = min(PAIR_BLOCK, max(layout.sizes) * max(layout.sizes) * h)
+        return 4 * (layout.n_params + 2 * pair)
+
+    def _codes(self, layout: Layout, like: torch.Tensor) -> list[torch.Tensor]:
+        key = ("codes", layout, like.device, like.dtype)
+        return self.cached(
+            key,
+            lambda: [c.to(like.device, like.dtype) for c in layout.codes(self.settings["code"])],
+        )
+
+    def _raw(
+        self, genes: dict[str, torch.Tensor], layout: Layout
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        some = next(iter(genes.values()))
+        codes = self._codes(layout, some)
+        n_hidden = len(self.settings["hidden"])
+        weights, biases = [], []
+        for k in range(layout.n_layers):
+            pre, post = codes[k], codes[k + 1]
+            a = torch.einsum("nd,phd->pnh", pre, genes[f"l{k}.pre"])  # [p, n_pre, h]
+            b = torch.einsum("nd,phd->pnh", post, genes[f"l{k}.post"]) + genes[f"l{k}.b1"][:, None]
+            layers = [
+                (genes[f"l{k}.w{j + 1}"].transpose(1, 2), genes[f"l{k}.b{j + 1}"][:, None])
+                for j in range(1, n_hidden)
+            ]
+            out = genes[f"l{k}.out"][:, :, None]  # [p, h, 1]
+            weights.append(pairs_mlp(a, b, layers, out))
+            biases.append(
+                torch.einsum("nd,pd->pn", post, genes[f"l{k}.bias"]) + genes[f"l{k}.bias0"]
+            )
+        return weights, biases
+
+    def decode_flops(self, layout: Layout | None = None) -> int:
+        layout = layout or self.layout
+        h = self.settings["hidden"]
+        d = self._dims(layout)
+        total = 0
+        for k, (n_out, n_in) in enumerate(layout.layer_shapes()):
+            pairs = n_out * n_in
+            total += 2 * h[0] * (n_in * d[k] + n_out * d[k + 1])  # projections
+            total += pairs * 2 * h[0]  # broadcast add + activation
+            for j in range(1, len(h)):
+                total += pairs * (2 * h[j - 1] * h[j] + 2 * h[j])  # matmul, bias, activation
+            total += pairs * 2 * h[-1]  # output
+            total += n_out * 2 * d[k + 1]  # biases
+        return total

@@ -1,0 +1,59 @@
+"""A per-pair MLP over all (pre, post) neuron pairs with a separable first layer.
+
+Shared by the decoders that compute a weight per pair with a small network
+(``gnet``, ``cppn``). The first layer is linear in the concatenated pair
+features, so it splits into a projection of each presynaptic neuron (a) and of
+each postsynaptic neuron (b): h1[post, pre] = act(a[pre] + b[post] (+ a pair
+term)). Pairs are processed in blocks of postsynaptic neurons so that the
+[p, block, n_pre, h] intermediate stays within `PAIR_BLOCK` elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+# Elements of the pairwise hidden activations processed at once (per block).
+PAIR_BLOCK = 2**18
+
+Activation = Callable[[torch.Tensor], torch.Tensor]
+
+
+def pairs_mlp(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    out: torch.Tensor,
+    act: Activation = torch.relu,
+    pair_term: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Weights [p, n_post, n_pre] of a batched per-pair MLP.
+
+    a: [p, n_pre, h] presynaptic projections; b: [p, n_post, h] postsynaptic
+    projections plus the first bias; layers: (weight^T [p, h_in, h_out], bias
+    [p, 1, h_out]) of the further hidden layers; out: [p, h_last, 1]; pair_term:
+    (values [n_post, n_pre], weights [p, h]) added to the first layer.
+    """
+    p, n_pre, h = a.shape
+    n_post = b.shape[1]
+    # Block over individuals and postsynaptic neurons so one block of pairs fits in cache.
+    per_post = n_pre * h
+    p_block = max(1, min(p, PAIR_BLOCK // per_post))
+    post_block = max(1, min(n_post, PAIR_BLOCK // (p_block * per_post)))
+    w = torch.empty(p, n_post, n_pre, dtype=a.dtype, device=a.device)
+    for i in range(0, p, p_block):
+        j = min(p, i + p_block)
+        ai, bi = a[i:j, None], b[i:j]
+        layers_i = [(wt[i:j], bias[i:j]) for wt, bias in layers]
+        coef = None if pair_term is None else pair_term[1][i:j, None, None, :]
+        for s in range(0, n_post, post_block):
+            e = min(n_post, s + post_block)
+            x = bi[:, s:e, None, :] + ai
+            if pair_term is not None:
+                x = x + pair_term[0][None, s:e, :, None] * coef
+            x = act(x).reshape(j - i, -1, h)
+            for wt, bias in layers_i:
+                x = act(torch.baddbmm(bias, x, wt))
+            w[i:j, s:e] = torch.bmm(x, out[i:j]).reshape(j - i, e - s, n_pre)
+    return w
