@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 # Elements of the pairwise hidden activations processed at once (per block).
-PAIR_BLOCK = 2**18
+PAIR_BLOCK = 2**16
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -37,23 +37,19 @@ def pairs_mlp(
     """
     p, n_pre, h = a.shape
     n_post = b.shape[1]
-    # Block over individuals and postsynaptic neurons so one block of pairs fits in cache.
-    per_post = n_pre * h
-    p_block = max(1, min(p, PAIR_BLOCK // per_post))
-    post_block = max(1, min(n_post, PAIR_BLOCK // (p_block * per_post)))
+    post_block = max(1, min(n_post, PAIR_BLOCK // (p * n_pre * h)))
     w = torch.empty(p, n_post, n_pre, dtype=a.dtype, device=a.device)
-    for i in range(0, p, p_block):
-        j = min(p, i + p_block)
-        ai, bi = a[i:j, None], b[i:j]
-        layers_i = [(wt[i:j], bias[i:j]) for wt, bias in layers]
-        coef = None if pair_term is None else pair_term[1][i:j, None, None, :]
-        for s in range(0, n_post, post_block):
-            e = min(n_post, s + post_block)
-            x = bi[:, s:e, None, :] + ai
-            if pair_term is not None:
-                x = x + pair_term[0][None, s:e, :, None] * coef
-            x = act(x).reshape(j - i, -1, h)
-            for wt, bias in layers_i:
-                x = act(torch.baddbmm(bias, x, wt))
-            w[i:j, s:e] = torch.bmm(x, out[i:j]).reshape(j - i, e - s, n_pre)
+    # In-place bias and ReLU: each saves a pass over the largest tensors of the decode.
+    relu = act is torch.relu
+    for s in range(0, n_post, post_block):
+        e = min(n_post, s + post_block)
+        x = torch.add(b[:, s:e, None, :], a[:, None])
+        if pair_term is not None:
+            values, coef = pair_term
+            x += values[None, s:e, :, None] * coef[:, None, None, :]
+        x = (x.relu_() if relu else act(x)).view(p, -1, h)
+        for wt, bias in layers:
+            x = torch.bmm(x, wt).add_(bias)
+            x = x.relu_() if relu else act(x)
+        torch.bmm(x, out, out=w[:, s:e].view(p, -1, 1))
     return w
