@@ -6,19 +6,27 @@ the grown network; `files` saves and loads genomes as safetensors.
 """
 
 from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
+from genome.files import GenomeFile, GenomeFileError, load_genome, save_genome
 from genome.layout import CODES, Layout, Sheet
 from genome.phenotype import Phenotype
 from genome.spec import Block, GenomeSpec
+from genome.wiring import distances, wiring_cost
 
 __all__ = [
     "CODES",
     "DECODERS",
     "Block",
     "Decoder",
+    "GenomeFile",
+    "GenomeFileError",
     "GenomeSpec",
     "Layout",
     "Phenotype",
     "Sheet",
     "decoder_class",
+    "distances",
+    "load_genome",
     "make_decoder",
+    "save_genome",
+    "wiring_cost",
 ]

@@ -199,6 +199,10 @@ class Layout:
         """Rebuild a layout from `to_dict` output; raises ValueError naming the fault."""
         if not isinstance(d, dict) or "sheets" not in d:
             raise ValueError("layout must be an object with a 'sheets' list")
+        if d.get("format", LAYOUT_FORMAT) != LAYOUT_FORMAT:
+            raise ValueError(
+                f"layout format {d['format']!r} is not supported; supported: {LAYOUT_FORMAT}"
+            )
         sheets = d["sheets"]
         if not isinstance(sheets, list) or len(sheets) < 2:
             raise ValueError("layout.sheets must be a list of at least 2 [rows, cols] pairs")

@@ -31,6 +31,8 @@ from genome.spec import Block, GenomeSpec
 # Bytes of working memory a decode may use at once; chunks of the population
 # (and, inside a decoder, of the neuron pairs) are sized to fit.
 DECODE_MEMORY = 256 * 2**20
+# The widest decoder `for_compression` considers.
+MAX_WIDTH = 4096
 _REL_EPS = 1e-10
 # Bound on |log gain|, so that no genome grows a network of exploding scale.
 _LOG_GAIN_BOUND = 3.0
@@ -95,7 +97,7 @@ class Decoder(ABC):
     @classmethod
     def _with_width(cls, width: int) -> dict[str, Any]:
         """Settings that set the decoder's capacity to `width` (for `for_compression`)."""
-        raise NotImplementedError(f"{cls.name} has no width to size by compression")
+        raise NotImplementedError
 
     # --- public -------------------------------------------------------------
     def spec(self, layout: Layout | None = None) -> GenomeSpec:
@@ -177,18 +179,28 @@ class Decoder(ABC):
     @classmethod
     def for_compression(cls, layout: Layout, target: float, **settings: Any) -> Decoder:
         """The widest decoder of this kind whose compression on `layout` is >= target."""
-        best = None
-        for width in range(1, 1025):
-            dec = cls(layout, **{**settings, **cls._with_width(width)})
-            if dec.compression() < target:
-                break
-            best = dec
-        if best is None:
+
+        def build(width: int) -> Decoder:
+            return cls(layout, **{**settings, **cls._with_width(width)})
+
+        try:
+            narrowest = build(1)
+        except NotImplementedError as e:
+            raise ValueError(f"{cls.name} has a fixed compression; it cannot be sized") from e
+        if narrowest.compression() < target:
             raise ValueError(
                 f"{cls.name} cannot reach {target}x compression on layout {layout.describe()} "
-                f"(narrowest gives {cls(layout, **{**settings, **cls._with_width(1)}).compression():.1f}x)"
+                f"(narrowest gives {narrowest.compression():.1f}x)"
             )
-        return best
+        # Compression falls as width grows: bisect for the last width that meets the target.
+        lo, hi = 1, 2
+        while hi <= MAX_WIDTH and build(hi).compression() >= target:
+            lo, hi = hi, hi * 2
+        hi = min(hi, MAX_WIDTH + 1)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if build(mid).compression() >= target else (lo, mid)
+        return build(lo)
 
     def cached(self, key: tuple, make: Any) -> Any:
         """A layout constant, computed once per key (include layout, device and dtype)."""

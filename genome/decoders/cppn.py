@@ -42,7 +42,11 @@ class CPPN(Decoder):
     def _validate(self, s: dict[str, Any]) -> dict[str, Any]:
         s["hidden"] = check_widths(self.name, "hidden", s["hidden"])
         acts = s["activations"]
-        if not (isinstance(acts, list | tuple) and acts and all(a in ACTIVATIONS for a in acts)):
+        if not (
+            isinstance(acts, list | tuple)
+            and acts
+            and all(isinstance(a, str) and a in ACTIVATIONS for a in acts)
+        ):
             raise ValueError(
                 f"{self.name}: activations must be a non-empty list of {sorted(ACTIVATIONS)}, "
                 f"got {acts!r}"

@@ -41,6 +41,9 @@ def pairs_mlp(
     w = torch.empty(p, n_post, n_pre, dtype=a.dtype, device=a.device)
     # In-place bias and ReLU: each saves a pass over the largest tensors of the decode.
     relu = act is torch.relu
+    track = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (a, b, out, *[x for layer in layers for x in layer])
+    )
     for s in range(0, n_post, post_block):
         e = min(n_post, s + post_block)
         x = torch.add(b[:, s:e, None, :], a[:, None])
@@ -51,5 +54,8 @@ def pairs_mlp(
         for wt, bias in layers:
             x = torch.bmm(x, wt).add_(bias)
             x = x.relu_() if relu else act(x)
-        torch.bmm(x, out, out=w[:, s:e].view(p, -1, 1))
+        if track:  # autograd records no out= product; the copy into w it does record
+            w[:, s:e] = torch.bmm(x, out).view(p, e - s, n_pre)
+        else:
+            torch.bmm(x, out, out=w[:, s:e].view(p, -1, 1))
     return w

@@ -1,0 +1,292 @@
+"""Genome commands of the innate CLI: `create`, `inspect` and `export`.
+
+`innate create` writes a random genome (so the tools work before any
+evolution), `innate inspect` reports what a genome file grows (compression,
+weights, wiring cost, graph metrics; text, JSON or PNG), and `innate export`
+hands the born network to other tools as a state_dict or a GraphML graph.
+The logic lives in genome/ (files, wiring, graph, figures); this module only
+parses arguments and prints. A bad genome file exits with status 2 and one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+MAX_PARAMS_HELP = "Refuse layouts whose grown network has more parameters than this."
+
+
+def _fail(msg: str) -> NoReturn:
+    from rich.console import Console
+
+    # soft_wrap keeps the message on one line whatever the terminal width.
+    Console(stderr=True).print(f"error: {msg}", soft_wrap=True, markup=False, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _shape(text: str, what: str) -> int | tuple[int, int]:
+    """ "64" -> 64, "8x8" -> (8, 8)."""
+    parts = text.lower().split("x")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2) or min(vals) < 1:
+        _fail(f"{what} must be N or RxC with positive integers, got {text!r}")
+    return vals[0] if len(vals) == 1 else (vals[0], vals[1])
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(f"--setting must be key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value  # a bare word such as code=gray
+    return out
+
+
+def _load(path: Path, max_params: int) -> Any:
+    from genome.files import GenomeFileError, load_genome
+
+    try:
+        return load_genome(path, max_params=max_params)
+    except GenomeFileError as e:
+        _fail(str(e))
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN: an undefined measure is null."""
+    return x if math.isfinite(x) else None
+
+
+def _stats(t: Any) -> dict[str, float]:
+    t = t.detach().double()
+    return {
+        "mean": t.mean().item(),
+        "std": t.std(unbiased=False).item(),
+        "min": t.min().item(),
+        "max": t.max().item(),
+        "frac_near_zero": (t.abs() < 1e-3).double().mean().item(),
+    }
+
+
+def inspect_report(gf: Any, phenotype: Any, keep: float) -> dict[str, Any]:
+    """Everything `inspect` shows about a loaded genome file, as one JSON-able dict."""
+    from genome.graph import graph_metrics, to_graph
+    from genome.wiring import wiring_cost
+
+    dec = gf.decoder
+    metrics = graph_metrics(to_graph(phenotype, 0, keep))
+    return {
+        "path": str(gf.path),
+        "decoder": dec.name,
+        "settings": dec.settings,
+        "layout": dec.layout.to_dict(),
+        "layout_text": dec.layout.describe(),
+        "genome_length": dec.genome_length(),
+        "p_network_params": dec.layout.n_params,
+        "compression": dec.compression(),
+        "fitness": gf.fitness,
+        "lineage": gf.lineage,
+        "layers": [
+            {
+                "layer": k,
+                "shape": list(w.shape[1:]),
+                "weights": _stats(w[0]),
+                "biases": _stats(b[0]),
+            }
+            for k, (w, b) in enumerate(zip(phenotype.weights, phenotype.biases, strict=True))
+        ],
+        "wiring_cost": wiring_cost(phenotype)[0].item(),
+        "graph_keep": keep,
+        "graph": {k: _finite(v) if isinstance(v, float) else v for k, v in metrics.items()},
+    }
+
+
+def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    head = Table(title=f"genome {rep['path']}", show_header=False)
+    head.add_row("decoder", rep["decoder"])
+    head.add_row("settings", json.dumps(rep["settings"]))
+    head.add_row("layout", rep["layout_text"])
+    head.add_row("genome length", str(rep["genome_length"]))
+    head.add_row("p-network params", str(rep["p_network_params"]))
+    head.add_row("compression", f"{rep['compression']:.1f}x")
+    head.add_row("wiring cost", f"{rep['wiring_cost']:.4g}")
+    for k, v in rep["fitness"].items():
+        head.add_row(f"fitness {k}", f"{v:.5g}")
+    for k, v in rep["lineage"].items():
+        head.add_row(f"lineage {k}", json.dumps(v))
+    con.print(head)
+    layers = Table(title="weights and biases")
+    for col in ("layer", "shape", "", "mean", "std", "min", "max", "|x|<1e-3"):
+        layers.add_column(col, justify="right")
+    for lay in rep["layers"]:
+        for part in ("weights", "biases"):
+            s = lay[part]
+            layers.add_row(
+                str(lay["layer"]) if part == "weights" else "",
+                "x".join(map(str, lay["shape"])) if part == "weights" else "",
+                part,
+                *(f"{s[c]:.4g}" for c in ("mean", "std", "min", "max")),
+                f"{s['frac_near_zero']:.1%}",
+            )
+    con.print(layers)
+    graph = Table(title=f"graph of the strongest {rep['graph_keep']:.0%} of edges per layer")
+    graph.add_column("measure")
+    graph.add_column("value", justify="right")
+    for k, v in rep["graph"].items():
+        graph.add_row(k, "n/a" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
+    con.print(graph)
+    for f in figures:
+        con.print(f"wrote {f}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def create(
+        out: Path = typer.Argument(..., help="Genome file to write (.genome)."),
+        decoder: str = typer.Option("gnet", "--decoder", help="Decoder (registry name)."),
+        input_shape: str = typer.Option("25x25", "--input", help="Input sheet RxC."),
+        hidden: list[str] = typer.Option(["64"], "--hidden", help="Hidden sheet N or RxC; repeat."),
+        output: str = typer.Option("1", "--output", help="Output units N (or RxC)."),
+        setting: list[str] = typer.Option(
+            [], "--setting", help="Decoder setting key=JSON; repeat."
+        ),
+        compression: float = typer.Option(
+            None, "--compression", help="Widest decoder with at least this compression."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random genome."),
+    ) -> None:
+        """Write a random genome: a starting point before any evolution."""
+        import torch
+
+        from genome import DECODERS, Layout
+        from genome.files import save_genome
+
+        if decoder not in DECODERS:
+            _fail(f"unknown decoder {decoder!r}; valid decoders: {', '.join(DECODERS)}")
+        ins = _shape(input_shape, "--input")
+        if not isinstance(ins, tuple):
+            _fail(f"--input must be RxC, got {input_shape!r}")
+        settings = _settings(setting)
+        try:
+            layout = Layout.build(
+                ins, [_shape(h, "--hidden") for h in hidden], _shape(output, "--output")
+            )
+            cls = DECODERS[decoder]
+            if compression is not None:
+                dec = cls.for_compression(layout, compression, **settings)
+            else:
+                dec = cls(layout, **settings)
+        except (ValueError, TypeError, NotImplementedError) as e:
+            _fail(str(e))
+        genome = dec.init(1, torch.Generator().manual_seed(seed))[0]
+        lineage = {"created_by": "innate create", "seed": seed}
+        try:
+            path = save_genome(out, genome, dec, lineage=lineage)
+        except OSError as e:
+            _fail(f"cannot write {out}: {e.strerror or e}")
+        typer.echo(
+            f"wrote {path}: {dec.name} {json.dumps(dec.settings)} on {layout.describe()}, "
+            f"{dec.genome_length()} genes -> {layout.n_params} params, "
+            f"compression {dec.compression():.1f}x"
+        )
+
+    @app.command()
+    def inspect(
+        genome: Path = typer.Argument(..., help="Genome file."),
+        as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+        figures: Path = typer.Option(None, "--figures", help="Write PNG figures to this folder."),
+        keep: float = typer.Option(
+            0.1, "--keep", help="Fraction of strongest edges for graph metrics."
+        ),
+        max_params: int = typer.Option(2**28, "--max-params", help=MAX_PARAMS_HELP),
+    ) -> None:
+        """Report what a genome grows: compression, weights, wiring, graph metrics."""
+        if not 0 < keep <= 1:
+            _fail(f"--keep must be in (0, 1], got {keep}")
+        gf = _load(genome, max_params)
+        phenotype = gf.decoder.decode(gf.genome[None])
+        rep = inspect_report(gf, phenotype, keep)
+        written: list[str] = []
+        if figures is not None:
+            from genome.figures import plot_receptive_fields, plot_weights, plot_wiring
+
+            try:
+                figures.mkdir(parents=True, exist_ok=True)
+                written = [
+                    str(plot_weights(phenotype, 0, figures / "weights.png")),
+                    str(plot_receptive_fields(phenotype, 0, figures / "receptive_fields.png")),
+                    str(plot_wiring(phenotype, 0, figures / "wiring.png")),
+                ]
+            except OSError as e:
+                _fail(f"cannot write figures to {figures}: {e.strerror or e}")
+            rep["figures"] = written
+        if as_json:
+            typer.echo(json.dumps(rep, indent=2))
+        else:
+            _print_report(rep, written)
+
+    @app.command()
+    def export(
+        genome: Path = typer.Argument(..., help="Genome file."),
+        state_dict: Path = typer.Option(
+            None, "--state-dict", help="Write the born network's state_dict (.pt or .safetensors)."
+        ),
+        graphml: Path = typer.Option(None, "--graphml", help="Write its graph as GraphML."),
+        keep: float = typer.Option(1.0, "--keep", help="Fraction of strongest edges in the graph."),
+        max_params: int = typer.Option(2**28, "--max-params", help=MAX_PARAMS_HELP),
+    ) -> None:
+        """Export the born network as a state_dict of nn.Sequential and/or GraphML."""
+        if state_dict is None and graphml is None:
+            _fail("give --state-dict OUT.pt|OUT.safetensors and/or --graphml OUT.graphml")
+        if state_dict is not None and state_dict.suffix not in (".pt", ".safetensors"):
+            _fail(f"--state-dict must end in .pt or .safetensors, got {state_dict.name!r}")
+        if not 0 < keep <= 1:
+            _fail(f"--keep must be in (0, 1], got {keep}")
+        gf = _load(genome, max_params)
+        phenotype = gf.decoder.decode(gf.genome[None])
+        from genome.graph import to_graph, write_graphml
+
+        target = state_dict
+        try:
+            if state_dict is not None:
+                _write_state_dict(phenotype.module(0), state_dict, gf.metadata)
+                typer.echo(f"wrote {state_dict}")
+            target = graphml
+            if graphml is not None:
+                write_graphml(to_graph(phenotype, 0, keep), graphml)
+                typer.echo(f"wrote {graphml}")
+        except OSError as e:
+            _fail(f"cannot write {target}: {e.strerror or e}")
+
+
+def _write_state_dict(module: Any, path: Path, metadata: dict[str, Any]) -> None:
+    import io
+
+    import torch
+    from safetensors.torch import save as st_save
+
+    from genome.files import write_atomic
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    if path.suffix == ".safetensors":
+        data = st_save(sd, metadata={"innate_genome": json.dumps(metadata, sort_keys=True)})
+    else:
+        buf = io.BytesIO()
+        torch.save(sd, buf)
+        data = buf.getvalue()
+    write_atomic(path, data)

@@ -1,0 +1,331 @@
+"""Run configuration: a TOML file, validated whole before anything starts.
+
+Layout of a config (every key but ``task.objectives`` has a default)::
+
+    seed = 0                 generations = 100        batch_size = 256
+    eval_every = 10          checkpoint_every = 10    device = "cpu"
+    workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
+    address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
+
+    [task]
+    objectives = ["faces", "wiring"]   # evo.objectives.OBJECTIVES
+    weights = [1.0, 0.01]              # weighted sum; in Pareto mode, picks best.genome
+    mode = "weighted"                  # or "pareto" (algorithm "ga" only)
+    dataset = "digits"                 # for the digits objective: digits | mnist
+
+    [layout]                           # input and output come from the task
+    hidden = [64]
+
+    [decoder]
+    name = "gnet"                      # genome.decoders.DECODERS
+    compression = 0.0                  # > 0: the widest decoder with at least this ratio
+    settings = { hidden = [16, 16] }   # the decoder's own settings
+
+    [algorithm]
+    name = "snes"                      # evo.algorithms.ALGORITHMS
+    population_size = 32               # ...and the searcher's own keyword arguments
+
+Every error names the file, the field, and the valid values or keys. `resolve`
+fills in every default and derived value (layout input and output, the
+decoder's full settings, the algorithm's defaults), and the resolved config
+is what a run directory keeps, so `--resume` needs nothing else. Following
+cleanrl, a run is named ``{task}__{decoder}__s{seed}__{time}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import tomli_w
+
+from evo.algorithms import ALGORITHMS, algorithm
+from evo.objectives import DATASETS, OBJECTIVES, Objective, make_objective
+from evo.problem import MODES, GenomeProblem
+from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
+from genome.layout import Layout
+
+TOP = {
+    "seed": 0,
+    "generations": 100,
+    "batch_size": 256,
+    "eval_every": 10,
+    "checkpoint_every": 10,
+    "workers": 0,
+    "address": "",
+    "device": "cpu",
+}
+SECTIONS = {
+    "task": {"objectives": None, "weights": None, "mode": None, "dataset": "digits"},
+    "layout": {"hidden": [64], "input": None, "output": None},
+    "decoder": {"name": "gnet", "compression": 0.0, "settings": {}},
+}
+
+
+class ConfigError(ValueError):
+    """A config fault, naming the file, the field and what would be valid."""
+
+
+def _fail(source: str, field: str, msg: str) -> None:
+    raise ConfigError(f"{source}: {field}: {msg}")
+
+
+def _check_keys(source: str, where: str, got: dict[str, Any], valid: list[str]) -> None:
+    unknown = sorted(set(got) - set(valid))
+    if unknown:
+        name = where or "top level"
+        _fail(source, name, f"unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _int(source: str, field: str, v: Any, lo: int = 0) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+        _fail(source, field, f"must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def _number(source: str, field: str, v: Any) -> float:
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        _fail(source, field, f"must be a number, got {v!r}")
+    return float(v)
+
+
+def _choice(source: str, field: str, v: Any, valid: Any) -> str:
+    if v not in valid:
+        _fail(source, field, f"{v!r} is not valid; valid values: {', '.join(valid)}")
+    return v
+
+
+def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """A config with every default filled in; raises ConfigError naming the fault."""
+    if not isinstance(raw, dict):
+        _fail(source, "top level", "must be a table")
+    _check_keys(source, "", raw, [*TOP, *SECTIONS, "algorithm"])
+    cfg: dict[str, Any] = {**TOP, **{k: v for k, v in raw.items() if k in TOP}}
+    for k in ("generations", "batch_size", "eval_every", "checkpoint_every"):
+        cfg[k] = _int(source, k, cfg[k], lo=1)
+    cfg["seed"] = _int(source, "seed", cfg["seed"])
+    if cfg["workers"] != "max" and (
+        not isinstance(cfg["workers"], int)
+        or isinstance(cfg["workers"], bool)
+        or cfg["workers"] < 0
+    ):
+        _fail(source, "workers", f'must be an integer >= 0 or "max", got {cfg["workers"]!r}')
+    if not isinstance(cfg["address"], str):
+        _fail(
+            source,
+            "address",
+            f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
+        )
+    if not isinstance(cfg["device"], str):
+        _fail(source, "device", f'must be a string such as "cpu" or "cuda", got {cfg["device"]!r}')
+
+    for name, defaults in SECTIONS.items():
+        sec = raw.get(name, {})
+        if not isinstance(sec, dict):
+            _fail(source, name, "must be a table")
+        _check_keys(source, name, sec, list(defaults))
+        cfg[name] = {**copy.deepcopy(defaults), **copy.deepcopy(sec)}
+
+    task = cfg["task"]
+    objs = task["objectives"]
+    if not isinstance(objs, list) or not objs:
+        _fail(
+            source,
+            "task.objectives",
+            f"must be a non-empty list; valid values: {', '.join(OBJECTIVES)}",
+        )
+    for i, o in enumerate(objs):
+        _choice(source, f"task.objectives[{i}]", o, list(OBJECTIVES))
+    if len(set(objs)) != len(objs):
+        _fail(source, "task.objectives", f"lists an objective twice: {objs}")
+    data = [o for o in objs if OBJECTIVES[o].has_data]
+    if len(data) > 1:
+        _fail(source, "task.objectives", f"at most one of {data} (they need different inputs)")
+    if not data:
+        _fail(source, "task.objectives", "needs one objective with data (faces or digits)")
+    if task["weights"] is None:
+        task["weights"] = [1.0] * len(objs)
+    w = task["weights"]
+    if not isinstance(w, list) or len(w) != len(objs):
+        _fail(
+            source,
+            "task.weights",
+            f"must be a list of {len(objs)} numbers (one per objective), got {w!r}",
+        )
+    task["weights"] = [_number(source, f"task.weights[{i}]", x) for i, x in enumerate(w)]
+    task["dataset"] = _choice(source, "task.dataset", task["dataset"], DATASETS)
+
+    alg = raw.get("algorithm", {})
+    if not isinstance(alg, dict):
+        _fail(source, "algorithm", "must be a table")
+    alg = copy.deepcopy(alg)
+    name = _choice(source, "algorithm.name", alg.pop("name", "snes"), list(ALGORITHMS))
+    algo = algorithm(name)
+    _check_keys(source, "algorithm", {**alg, "name": name}, ["name", *algo.valid_keys()])
+    params = {**algo.defaults, **alg}
+    for k, v in params.items():
+        kind = algo.param_kind(k)
+        if kind == "bool" and not isinstance(v, bool):
+            _fail(source, f"algorithm.{k}", f"must be true or false, got {v!r}")
+        if kind == "number":
+            _number(source, f"algorithm.{k}", v)
+        if kind == "str" and not isinstance(v, str):
+            _fail(source, f"algorithm.{k}", f"must be a string, got {v!r}")
+    params["population_size"] = _int(
+        source, "algorithm.population_size", params["population_size"], lo=1
+    )
+    if name == "gradient" and params["population_size"] != 1:
+        _fail(source, "algorithm.population_size", "must be 1 for the gradient optimiser")
+    if name == "pgpe" and params.get("symmetric", True) and params["population_size"] % 2:
+        _fail(source, "algorithm.population_size", "must be even for symmetric PGPE")
+    cfg["algorithm"] = {"name": name, **params}
+
+    if task["mode"] is None:
+        task["mode"] = "pareto" if algo.pareto and len(objs) > 1 else "weighted"
+    _choice(source, "task.mode", task["mode"], MODES)
+    if task["mode"] == "pareto" and not algo.pareto:
+        valid = [a.name for a in ALGORITHMS.values() if a.pareto]
+        _fail(source, "task.mode", f"pareto needs algorithm.name in {valid}, got {name!r}")
+
+    lay = cfg["layout"]
+    if not isinstance(lay["hidden"], list) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in lay["hidden"]
+    ):
+        _fail(
+            source, "layout.hidden", f"must be a list of positive integers, got {lay['hidden']!r}"
+        )
+
+    dec = cfg["decoder"]
+    _choice(source, "decoder.name", dec["name"], list(DECODERS))
+    dec["compression"] = _number(source, "decoder.compression", dec["compression"])
+    if not isinstance(dec["settings"], dict):
+        _fail(source, "decoder.settings", "must be a table of the decoder's settings")
+    return cfg
+
+
+def resolve(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill in what depends on the task and decoder (layout input/output, decoder settings)."""
+    cfg = copy.deepcopy(cfg)
+    obj = data_objective(cfg)
+    lay = cfg["layout"]
+    shape, n_out = list(obj.input_shape), int(obj.n_outputs)
+    for key, want in (("input", shape), ("output", n_out)):
+        if lay[key] is not None and lay[key] != want:
+            _fail(
+                source, f"layout.{key}", f"the task {obj.name!r} needs {want!r}, got {lay[key]!r}"
+            )
+    lay["input"], lay["output"] = shape, n_out
+    try:
+        decoder = build_decoder(cfg)
+    except ValueError as e:
+        raise ConfigError(f"{source}: decoder: {e}") from e
+    cfg["decoder"]["settings"] = decoder.settings
+    return cfg
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """A validated, resolved config from a TOML file."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return resolve(validate(raw, str(path)), str(path))
+
+
+def override(cfg: dict[str, Any], source: str = "command line", **values: Any) -> dict[str, Any]:
+    """cfg with command-line overrides (None = keep); population sets algorithm.population_size."""
+    raw = copy.deepcopy(cfg)
+    pop = values.pop("population", None)
+    if pop is not None:
+        raw["algorithm"]["population_size"] = pop
+    raw.update({k: v for k, v in values.items() if v is not None})
+    return resolve(validate(raw, source), source)
+
+
+def dumps(cfg: dict[str, Any]) -> str:
+    """The config as TOML (None values, i.e. EvoTorch's own defaults, left out)."""
+
+    def clean(d: Any) -> Any:
+        if isinstance(d, dict):
+            return {k: clean(v) for k, v in d.items() if v is not None}
+        if isinstance(d, list | tuple):
+            return [clean(v) for v in d]
+        return d
+
+    return tomli_w.dumps(clean(cfg))
+
+
+def task_name(cfg: dict[str, Any]) -> str:
+    return next(o for o in cfg["task"]["objectives"] if OBJECTIVES[o].has_data)
+
+
+def run_name(cfg: dict[str, Any], time: str) -> str:
+    return f"{task_name(cfg)}__{cfg['decoder']['name']}__s{cfg['seed']}__{time}"
+
+
+# --- from a resolved config to the objects of a run ---------------------------------
+def make_objectives(cfg: dict[str, Any]) -> list[Objective]:
+    opts = {
+        "batch_size": cfg["batch_size"],
+        "device": cfg["device"],
+        "dataset": cfg["task"]["dataset"],
+    }
+    return [make_objective(name, **opts) for name in cfg["task"]["objectives"]]
+
+
+def data_objective(cfg: dict[str, Any]) -> Objective:
+    opts = {
+        "batch_size": cfg["batch_size"],
+        "device": cfg["device"],
+        "dataset": cfg["task"]["dataset"],
+    }
+    return make_objective(task_name(cfg), **opts)
+
+
+def build_layout(cfg: dict[str, Any]) -> Layout:
+    lay = cfg["layout"]
+    return Layout.build(lay["input"], lay["hidden"], lay["output"])
+
+
+def build_decoder(cfg: dict[str, Any]) -> Decoder:
+    dec = cfg["decoder"]
+    layout = build_layout(cfg)
+    if dec["compression"] > 0:
+        return decoder_class(dec["name"]).for_compression(
+            layout, dec["compression"], **dec["settings"]
+        )
+    return make_decoder(dec["name"], layout, **dec["settings"])
+
+
+def ray_workers(cfg: dict[str, Any]) -> int | str:
+    """Ray actors of a run: `workers`, or every CPU of the cluster when only `address` is set.
+
+    The gradient optimiser evaluates one genome and always runs in-process.
+    """
+    if cfg["algorithm"]["name"] == "gradient":
+        return 0
+    return cfg["workers"] or ("max" if cfg["address"] else 0)
+
+
+def build_problem(cfg: dict[str, Any]) -> GenomeProblem:
+    """The problem of a resolved config (connect Ray first when `ray_workers(cfg)`)."""
+    workers = ray_workers(cfg)
+    return GenomeProblem(
+        build_decoder(cfg),
+        make_objectives(cfg),
+        weights=cfg["task"]["weights"],
+        mode=cfg["task"]["mode"],
+        seed=cfg["seed"],
+        device=cfg["device"],
+        workers=workers,
+    )

@@ -1,0 +1,207 @@
+"""Objectives: what a population of phenotypes is scored on, batched over the population.
+
+An `Objective` turns a `Phenotype` of P individuals into a value per individual
+(the quantity selected on, always minimised here: a loss or a cost) plus
+metrics that are only reported (accuracy, ROC-AUC). Registry `OBJECTIVES`
+(name -> class):
+
+- ``faces``: binary cross-entropy with logits on a fresh procedural minibatch
+  of faces and non-faces every generation; accuracy and ROC-AUC on that batch,
+  and on the real LFW subset as the held-out test (the innate face detection
+  of the genomic-bottleneck paper, Shuvaev et al., PNAS 2024);
+- ``digits``: cross-entropy on a minibatch of the digits (or MNIST) training
+  set; accuracy; test accuracy on its test split;
+- ``wiring``: the wiring cost sum |w| * d of the grown network (the
+  distance-only cost of seRNN, Achterberg et al., Nat Mach Intell 2023).
+
+ROC-AUC is the rank statistic of Mann and Whitney (tied scores share their
+mean rank), computed for the whole population at once with `searchsorted`.
+
+A minibatch is drawn from the generator it is given; the problem seeds that
+generator from (seed, generation), so fitness is a pure function of
+(genome, generation, seed).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from genome.phenotype import Phenotype
+
+DATASETS = ("digits", "mnist")
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """ROC-AUC [P] of scores [P, B] against binary labels [B] (1 = positive).
+
+    Rows with a non-finite score, or label sets without both classes, give NaN.
+    """
+    labels = labels.to(torch.bool)
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    p = scores.shape[0]
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((p,), float("nan"), dtype=torch.float64, device=scores.device)
+    s = scores.detach().to(torch.float64).contiguous()
+    ordered = s.sort(dim=1).values
+    below = torch.searchsorted(ordered, s, right=False)
+    up_to = torch.searchsorted(ordered, s, right=True)
+    ranks = (below + up_to + 1).to(torch.float64) / 2  # 1-based mean rank of ties
+    rank_sum = (ranks * labels.to(torch.float64)).sum(dim=1)
+    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return torch.where(torch.isfinite(s).all(dim=1), auc, torch.full_like(auc, float("nan")))
+
+
+class Objective(ABC):
+    """One objective: `evaluate` scores a population on a batch; `test` on held-out data."""
+
+    name: ClassVar[str]
+    sense: ClassVar[str] = "min"
+    # Metrics reported next to the objective value (not selected on).
+    metrics: ClassVar[tuple[str, ...]] = ()
+    test_metrics: ClassVar[tuple[str, ...]] = ()
+    # Whether the objective reads images, and so fixes the layout's input and output.
+    has_data: ClassVar[bool] = True
+
+    def __init__(self, *, batch_size: int = 256, device: str = "cpu", dataset: str = "digits"):
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self.dataset = dataset
+
+    @property
+    def input_shape(self) -> tuple[int, int] | None:
+        return None
+
+    @property
+    def n_outputs(self) -> int | None:
+        return None
+
+    def batch(self, generator: torch.Generator) -> Any:
+        """The training data of one generation, drawn from `generator` only."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        """{name: value [P], metric: [P], ...}; the value is differentiable."""
+
+    def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
+        """Held-out metrics {metric: [P]} (empty when the objective has no test set)."""
+        return {}
+
+    # Heavy data is loaded on first use and not shipped to Ray actors.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_data")}
+
+
+class Faces(Objective):
+    name = "faces"
+    metrics = ("acc", "auc")
+    test_metrics = ("loss", "acc", "auc")
+
+    SIZE = 25
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (self.SIZE, self.SIZE)
+
+    @property
+    def n_outputs(self) -> int:
+        return 1
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        from tasks import make_faces
+
+        return make_faces(self.batch_size, generator, size=self.SIZE, device=self.device)
+
+    @staticmethod
+    def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = phenotype(x)[..., 0]  # [P, B]
+        target = y.to(logits.dtype).expand_as(logits)
+        loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
+        with torch.no_grad():
+            acc = ((logits > 0) == target.bool()).to(logits.dtype).mean(dim=1)
+            auc = roc_auc(logits, y).to(logits.dtype)
+        return {"loss": loss, "acc": acc, "auc": auc}
+
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        m = self._score(phenotype, *batch)
+        return {self.name: m["loss"], "acc": m["acc"], "auc": m["auc"]}
+
+    def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
+        if getattr(self, "_data_test", None) is None:
+            from tasks import lfw_faces
+
+            self._data_test = lfw_faces(device=self.device)
+        with torch.no_grad():
+            return self._score(phenotype, *self._data_test)
+
+
+class Digits(Objective):
+    name = "digits"
+    metrics = ("acc",)
+    test_metrics = ("loss", "acc")
+
+    def _set(self) -> Any:
+        if getattr(self, "_data_set", None) is None:
+            from tasks import load_dataset
+
+            ds = load_dataset(self.dataset)
+            self._data_set = ds
+            self._data_train = (ds.train_x.to(self.device), ds.train_y.to(self.device))
+            self._data_test = (ds.test_x.to(self.device), ds.test_y.to(self.device))
+        return self._data_set
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return tuple(self._set().image_shape)
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self._set().n_classes)
+
+    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        from tasks import minibatch
+
+        self._set()
+        return minibatch(*self._data_train, self.batch_size, generator)
+
+    @staticmethod
+    def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = phenotype(x)  # [P, B, C]
+        p, b, c = logits.shape
+        loss = F.cross_entropy(logits.reshape(p * b, c), y.repeat(p), reduction="none")
+        with torch.no_grad():
+            acc = (logits.argmax(dim=2) == y).to(logits.dtype).mean(dim=1)
+        return {"loss": loss.reshape(p, b).mean(dim=1), "acc": acc}
+
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        m = self._score(phenotype, *batch)
+        return {self.name: m["loss"], "acc": m["acc"]}
+
+    def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
+        self._set()
+        with torch.no_grad():
+            return self._score(phenotype, *self._data_test)
+
+
+class Wiring(Objective):
+    name = "wiring"
+    has_data = False
+
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        from genome.wiring import wiring_cost
+
+        return {self.name: wiring_cost(phenotype)}
+
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Faces, Digits, Wiring)}
+
+
+def make_objective(name: str, **settings: Any) -> Objective:
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; valid objectives: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name](**settings)

@@ -1,0 +1,289 @@
+"""The EvoTorch problem: a whole population decoded, run and scored in one call.
+
+`GenomeProblem` subclasses EvoTorch's `Problem` (Toklu et al., "EvoTorch: Scalable
+Evolutionary Computation in Python", 2023) and implements the vectorised hook
+`_evaluate_batch`: decode the population [P, D] into one `Phenotype`, run it on
+the generation's minibatch, and score every objective, all batched over P.
+
+Fitness is a pure function of (genome, generation, seed). The minibatch of
+generation g is drawn from a generator seeded by (seed, g, objective); the
+main process sends g to every Ray actor before each evaluation through
+EvoTorch's sync hooks (`_make_sync_data_for_actors`), so an actor that scores
+any piece of the population sees the same data as the serial run, and the
+population is scored in fixed chunks of aligned memory (`score`), so the
+piece a genome lands in cannot change its fitness in the last bits either.
+
+Modes: ``weighted`` gives one objective (the weighted sum, minimised) for the
+distribution-based searchers; ``pareto`` gives one column per objective for
+NSGA-II ranking in EvoTorch's GeneticAlgorithm. Either way the raw objective
+values, the reported metrics and a non-finite flag travel as eval data, so
+they come back from the actors with the fitness. A non-finite objective value
+scores `WORST` and is counted, never raised.
+
+Ray settings live here: `workers` actors (0: evaluate in-process) on the local
+machine or on the cluster at `address` (`connect_ray`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from evotorch import Problem, SolutionBatch
+
+from evo.objectives import Objective
+from genome.decoders.base import Decoder
+
+# EvoTorch logs every Problem construction at INFO; keep runs quiet.
+logging.getLogger("evotorch").setLevel(logging.WARNING)
+
+# The score of a non-finite objective value: finite, so rankings and means stay defined.
+WORST = 1e30
+MODES = ("weighted", "pareto")
+# Genomes scored at once. A multiple of 16, so that with float32 every chunk of
+# a Ray piece starts at the same 64-byte alignment as in the serial run.
+EVAL_CHUNK = 16
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of integers (seed, generation, stream...)."""
+    state = np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def seeded(*parts: int, device: str | torch.device = "cpu") -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(derive_seed(*parts))
+
+
+# Streams of randomness derived from the run's seed, so that none overlaps another.
+STREAM_INIT, STREAM_DATA, STREAM_SEARCH = 1, 2, 3
+
+
+def connect_ray(address: str, workers: int | str) -> bool:
+    """Start local Ray or join the cluster at `address`; True if this call started it.
+
+    Locally, traffic stays on 127.0.0.1 and the dashboard is off. Joining a
+    cluster leaves its network settings alone.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        cpus = os.cpu_count() or 1
+        if isinstance(workers, int):
+            cpus = max(cpus, workers)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+class GenomeProblem(Problem):
+    """Genomes of `decoder` scored on `objectives`; see the module docstring."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        objectives: Sequence[Objective],
+        *,
+        weights: Sequence[float] | None = None,
+        mode: str = "weighted",
+        seed: int = 0,
+        device: str = "cpu",
+        workers: int | str = 0,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
+        if not objectives:
+            raise ValueError("a problem needs at least one objective")
+        self.decoder = decoder
+        self.objectives = list(objectives)
+        self.weights = (
+            [1.0] * len(self.objectives) if weights is None else list(map(float, weights))
+        )
+        if len(self.weights) != len(self.objectives):
+            raise ValueError(
+                f"{len(self.weights)} weights for {len(self.objectives)} objectives; give one each"
+            )
+        self.mode = mode
+        self.run_seed = int(seed)
+        self.generation = 0
+        self.columns = self._columns()
+        # Main-process record of every batch evaluated since the last `drain()`.
+        self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._data_cache: tuple[int, list[Any]] | None = None
+        senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
+        super().__init__(
+            senses,
+            solution_length=decoder.genome_length(),
+            dtype=torch.float32,
+            device=device,
+            eval_data_length=len(self.columns),
+            num_actors=workers if workers else None,
+            store_solution_stats=False,
+        )
+        self._init_generator = seeded(self.run_seed, STREAM_INIT)
+
+    # --- columns --------------------------------------------------------------
+    def _columns(self) -> list[str]:
+        """Names of the eval-data columns: objective values, their metrics, the non-finite flag."""
+        cols = []
+        for obj in self.objectives:
+            cols.append(obj.name)
+            cols += [f"{obj.name}_{m}" for m in obj.metrics]
+        return [*cols, "nonfinite"]
+
+    @property
+    def n_objectives(self) -> int:
+        return 1 if self.mode == "weighted" else len(self.objectives)
+
+    # --- generation sync -------------------------------------------------------
+    def set_generation(self, generation: int) -> None:
+        self.generation = int(generation)
+
+    def _make_sync_data_for_actors(self) -> Any:
+        return {"generation": self.generation}
+
+    def _use_sync_data_from_main(self, received: Any) -> None:
+        self.generation = int(received["generation"])
+
+    def seed(self, seed: int | None = None) -> None:  # type: ignore[override]
+        # EvoTorch 0.6.1 actors call `problem.seed()`, which Problem lacks; actors never sample.
+        self.manual_seed(seed)
+
+    @property
+    def _nonserialized_attribs(self) -> list[str]:
+        return ["_evaluated", "_data_cache"]
+
+    def _use_pickle_data_from_main(self, state: dict) -> None:
+        self._evaluated, self._data_cache = [], None
+
+    # --- data and scoring -------------------------------------------------------
+    def data(self, generation: int) -> list[Any]:
+        """The training batch of every objective for `generation` (cached for one generation)."""
+        if self._data_cache is None or self._data_cache[0] != generation:
+            batches = [
+                obj.batch(seeded(self.run_seed, STREAM_DATA, generation, k, device=self.device))
+                for k, obj in enumerate(self.objectives)
+            ]
+            self._data_cache = (generation, batches)
+        return self._data_cache[1]
+
+    def score(
+        self, population: torch.Tensor, generation: int, *, exact: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Raw objective values and metrics {column: [P]} of a population; differentiable.
+
+        With `exact`, the population is scored in chunks of exactly `EVAL_CHUNK`
+        genomes (the last one padded with copies) in fresh, aligned memory: CPU
+        kernels pick their code path by shape and by alignment, so without this
+        a genome's fitness could change in the last bits with the size of the
+        piece of the population it is scored in (serial versus a Ray actor).
+        """
+        data = self.data(generation)
+        population = population.to(self.device)
+        p = population.shape[0]
+        step = EVAL_CHUNK if exact else p
+        parts = []
+        for start in range(0, p, step):
+            part = population[start : start + step]
+            n = part.shape[0]
+            if exact:
+                chunk = torch.empty(step, part.shape[1], dtype=part.dtype, device=part.device)
+                chunk[:n] = part
+                chunk[n:] = part[:1]
+                part = chunk
+            phenotype = self.decoder.decode(part)
+            out: dict[str, torch.Tensor] = {}
+            for obj, batch in zip(self.objectives, data, strict=True):
+                values = obj.evaluate(phenotype, batch)
+                out[obj.name] = values.pop(obj.name)
+                out.update({f"{obj.name}_{m}": v for m, v in values.items()})
+            parts.append({k: v[:n] for k, v in out.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+
+    def loss(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum [P] of the objective values (minimised)."""
+        total = 0.0
+        for obj, w in zip(self.objectives, self.weights, strict=True):
+            sign = 1.0 if obj.sense == "min" else -1.0
+            total = total + (sign * w) * scores[obj.name]
+        return total
+
+    def fitness(self, scores: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fitness [P, n_objectives] with non-finite values set to WORST, and eval data [P, C]."""
+        p = next(iter(scores.values())).shape[0]
+        bad = torch.zeros(p, dtype=torch.bool, device=self.device)
+        values = []
+        for obj in self.objectives:
+            v = scores[obj.name].detach().to(self.device, torch.float32)
+            bad |= ~torch.isfinite(v)
+            sign = 1.0 if obj.sense == "min" else -1.0
+            values.append(sign * v)
+        if self.mode == "weighted":
+            fit = self.loss({o.name: s for o, s in zip(self.objectives, values, strict=True)})
+            fit = fit[:, None]
+        else:
+            fit = torch.stack(values, dim=1)
+        bad |= ~torch.isfinite(fit).all(dim=1)
+        fit = torch.where(bad[:, None], torch.full_like(fit, WORST), fit)
+        data = [scores[c].detach().to(self.device, torch.float32) for c in self.columns[:-1]]
+        data.append(bad.to(torch.float32))
+        return fit, torch.stack(data, dim=1)
+
+    # --- EvoTorch hooks ---------------------------------------------------------------
+    def _fill(self, values: torch.Tensor) -> None:
+        # Initial genomes from each gene block's own distribution (not a uniform box).
+        init = self.decoder.init(values.shape[0], self._init_generator, values.dtype)
+        values[:] = init.to(values.device)
+
+    @torch.no_grad()
+    def _evaluate_batch(self, batch: SolutionBatch) -> None:
+        # A plain view: the read-only wrapper slows every torch op on it.
+        population = batch.values.as_subclass(torch.Tensor)
+        fit, data = self.fitness(self.score(population, self.generation))
+        batch.set_evals(fit, data)
+
+    def _evaluate_all(self, batch: SolutionBatch) -> None:
+        if self.actors:
+            # Pieces of whole chunks, one or more per actor (see `score`).
+            per_actor = math.ceil(len(batch) / (EVAL_CHUNK * len(self.actors)))
+            self._subbatch_size, self._num_subbatches = EVAL_CHUNK * per_actor, None
+        super()._evaluate_all(batch)
+        if self.is_main:
+            values = batch.values.as_subclass(torch.Tensor).clone()
+            self._evaluated.append((values, batch.evals.as_subclass(torch.Tensor).clone()))
+
+    def drain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Genomes [N, D] and evals [N, n_objectives + C] evaluated since the last drain."""
+        done, self._evaluated = self._evaluated, []
+        if not done:
+            d = self.solution_length
+            return torch.empty(0, d), torch.empty(0, self.n_objectives + len(self.columns))
+        return torch.cat([v for v, _ in done]).cpu(), torch.cat([e for _, e in done]).cpu()
+
+    def start_actors(self) -> None:
+        """Create the Ray actors now (EvoTorch would on the first evaluation).
+
+        Creating them draws actor seeds from the problem's generator; done inside
+        a step, that draw would shift the step's random stream, so a run on Ray
+        would differ from the serial one.
+        """
+        if self._num_actors and self.actors is None:
+            with torch.random.fork_rng(devices=[]):
+                self._parallelize()
+
+    def close(self) -> None:
+        """Kill this problem's Ray actors (the cluster itself is left running)."""
+        if self.actors:
+            self.kill_actors()
+            self._actors = None

@@ -1,0 +1,411 @@
+"""The run driver: search loop, metrics, checkpoints, resume, genome files.
+
+A run reads top to bottom, like a cleanrl script: build the problem from the
+resolved config, step the engine once per generation, append a metrics row,
+checkpoint every `checkpoint_every` generations and on Ctrl-C (SIGINT), and
+write the best genome (and in Pareto mode the non-dominated genomes) at the
+end. Its directory holds:
+
+    config.toml     the resolved config (all `--resume` needs)
+    metrics.csv     one row per generation (see `metric_columns`)
+    checkpoint.pt   engine state, next generation, best so far (evo/checkpoint.py)
+    best.genome     the best genome so far, with fitness and lineage
+    pareto/*.genome the final non-dominated set (Pareto mode)
+    fitness.png     the fitness plot (evo/report.py)
+
+Resuming loads the checkpoint, drops metrics rows past it, and continues;
+as every generation is a pure function of (state, seed, generation), a run
+killed and resumed ends bit-identical to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evo import config as C
+from evo.algorithms import EvoEngine
+from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from evo.gradient import GradientEngine
+from evo.problem import GenomeProblem, connect_ray
+from genome.files import write_atomic
+
+METRICS = "metrics.csv"
+BEST = "best.genome"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    generation: int  # generations completed
+    best_fitness: float
+    best_genome: torch.Tensor | None
+    best_path: Path | None
+    test: dict[str, float] = field(default_factory=dict)
+    nan_count: int = 0
+    interrupted: bool = False
+
+
+def make_engine(problem: GenomeProblem, cfg: dict[str, Any]) -> Any:
+    alg = dict(cfg["algorithm"])
+    name = alg.pop("name")
+    hyper = {k: v for k, v in alg.items() if v is not None}
+    if name == "gradient":
+        return GradientEngine(problem, hyper)
+    return EvoEngine(problem, name, hyper)
+
+
+def metric_columns(problem: GenomeProblem) -> list[str]:
+    cols = ["generation", "evaluations", "nan_count", "evals_per_s", "wall_s"]
+    cols += ["fitness_best", "fitness_mean", "best_so_far"]
+    for c in problem.columns[:-1]:
+        cols += [f"{c}_best", f"{c}_mean"]
+    for obj in problem.objectives:
+        cols += [f"test_{obj.name}_{m}" for m in obj.test_metrics]
+    return cols
+
+
+def selection_score(problem: GenomeProblem, evals: torch.Tensor) -> torch.Tensor:
+    """One score per individual, lower is better: the fitness, or in Pareto mode its weighted sum."""
+    n = problem.n_objectives
+    if n == 1:
+        return evals[:, 0].double()
+    w = torch.tensor(problem.weights, dtype=torch.float64)
+    return (evals[:, :n].double() * w).sum(dim=1)
+
+
+def _generation_row(problem: GenomeProblem, evals: torch.Tensor) -> dict[str, float]:
+    n = problem.n_objectives
+    ok = evals[:, -1] == 0
+    score = selection_score(problem, evals)
+    row = {
+        "evaluations": evals.shape[0],
+        "nan_count": int((~ok).sum()),
+        "fitness_best": float(score.min()),
+        "fitness_mean": float(score[ok].mean()) if ok.any() else math.nan,
+    }
+    objectives = {o.name for o in problem.objectives}
+    for j, c in enumerate(problem.columns[:-1]):
+        v = evals[ok, n + j].double()
+        if v.numel() == 0:
+            row[f"{c}_best"] = row[f"{c}_mean"] = math.nan
+            continue
+        row[f"{c}_best"] = float(v.min() if c in objectives else v.max())
+        row[f"{c}_mean"] = float(v.mean())
+    return row
+
+
+def _champion(
+    problem: GenomeProblem, gen: int, values: torch.Tensor, evals: torch.Tensor, best: dict | None
+) -> dict:
+    """The best genome so far after generation `gen`.
+
+    Fitness is measured on a fresh minibatch each generation, so a score from
+    an easy batch long ago says little. The reigning best is scored again on
+    this generation's batch and keeps its place only if it is still at least
+    as good as this generation's best on the same data.
+    """
+    score = selection_score(problem, evals)
+    i = int(torch.argmin(score))
+    if best is not None:
+        with torch.no_grad():
+            fit, data = problem.fitness(problem.score(best["genome"][None], gen, exact=False))
+        again = torch.cat([fit, data], dim=1).cpu()
+        if float(selection_score(problem, again)[0]) <= float(score[i]):
+            fitness = _fitness_dict(problem, again[0])
+            return {**best, "score": fitness["fitness"], "fitness": fitness}
+    return {
+        "genome": values[i].clone(),
+        "score": float(score[i]),
+        "generation": gen,
+        "fitness": _fitness_dict(problem, evals[i]),
+        "test": {},
+    }
+
+
+def _test(problem: GenomeProblem, genome: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        phenotype = problem.decoder.decode(genome[None].to(problem.device))
+        out = {}
+        for obj in problem.objectives:
+            out.update(
+                {f"test_{obj.name}_{m}": float(v[0]) for m, v in obj.test(phenotype).items()}
+            )
+    return out
+
+
+class _Interrupt:
+    """First SIGINT asks the loop to checkpoint and stop; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]gen"),
+        MofNCompleteColumn(),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _write_genome(
+    path: Path, genome: torch.Tensor, problem: GenomeProblem, fitness: dict, lineage: dict
+) -> Path:
+    from genome.files import save_genome
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A genome file keeps finite numbers only (an AUC is NaN when a batch has one class).
+    fitness = {k: v for k, v in fitness.items() if math.isfinite(v)}
+    save_genome(path, genome.detach().cpu(), problem.decoder, fitness=fitness, lineage=lineage)
+    return path
+
+
+def _fitness_dict(problem: GenomeProblem, evals: torch.Tensor) -> dict[str, float]:
+    n = problem.n_objectives
+    out = {"fitness": float(selection_score(problem, evals[None])[0])}
+    out.update({c: float(evals[n + j]) for j, c in enumerate(problem.columns[:-1])})
+    return out
+
+
+def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True) -> RunResult:
+    """Start a run of a resolved config in a fresh directory under `out`."""
+    out = Path(out)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = out / C.run_name(cfg, stamp)
+    k = 1
+    while run_dir.exists():
+        k += 1
+        run_dir = out / f"{C.run_name(cfg, stamp)}-{k}"
+    run_dir.mkdir(parents=True)
+    write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
+    return drive(cfg, run_dir, resume=False, progress=progress)
+
+
+def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> RunResult:
+    """Continue the run in `run_dir` from its checkpoint.
+
+    Only settings that cannot change the result may be overridden: generations
+    (to run longer), workers and address.
+    """
+    run_dir = Path(run_dir)
+    cfg = C.load(run_dir / "config.toml")
+    allowed = {"generations", "workers", "address"}
+    bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
+    if bad:
+        raise C.ConfigError(
+            f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
+        )
+    if any(v is not None for v in overrides.values()):
+        cfg = C.override(cfg, **overrides)
+        write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
+    return drive(cfg, run_dir, resume=True, progress=progress)
+
+
+def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = True) -> RunResult:
+    """The search loop of a run directory, from scratch or from its checkpoint."""
+    workers = C.ray_workers(cfg)
+    started_ray = connect_ray(cfg["address"], workers) if workers else False
+    problem = C.build_problem(cfg)
+    try:
+        problem.start_actors()
+        return _loop(cfg, run_dir, problem, resume=resume, progress=progress)
+    finally:
+        problem.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _loop(
+    cfg: dict[str, Any], run_dir: Path, problem: GenomeProblem, *, resume: bool, progress: bool
+) -> RunResult:
+    columns = metric_columns(problem)
+    metrics_path = run_dir / METRICS
+    for stale in run_dir.glob(".*.tmp"):  # left by a kill during an atomic write
+        stale.unlink()
+    if resume and (run_dir / CHECKPOINT).is_file():
+        engine, state = load_checkpoint(run_dir, problem)
+    else:
+        engine = make_engine(problem, cfg)
+        state = {"generation": 0, "best": None, "wall_s": 0.0, "nan_total": 0}
+    start = int(state["generation"])
+    _rewrite_metrics(metrics_path, columns, keep_below=start)
+    best = state["best"]
+    total = cfg["generations"]
+    eval_every, ckpt_every = cfg["eval_every"], cfg["checkpoint_every"]
+    done = start
+
+    def checkpoint(next_gen: int) -> None:
+        state.update(generation=next_gen, best=best)
+        save_checkpoint(run_dir, engine, problem, state)
+
+    with (
+        _Interrupt() as interrupt,
+        _progress(progress) as bar,
+        open(metrics_path, "a", newline="") as f,
+    ):
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        task = bar.add_task("", total=total, completed=start)
+        for gen in range(start, total):
+            t0 = time.perf_counter()
+            try:
+                values, evals = engine.step(gen)
+            except Exception:
+                # Ctrl-C in a terminal also reaches local Ray workers; the step is lost,
+                # the last checkpoint stands.
+                if interrupt.requested:
+                    break
+                raise
+            dt = time.perf_counter() - t0
+            state["wall_s"] += dt
+            row = {"generation": gen, **_generation_row(problem, evals)}
+            state["nan_total"] += row["nan_count"]
+            best = _champion(problem, gen, values, evals, best)
+            done = gen + 1
+            if done % eval_every == 0 or done == total:
+                best["test"] = _test(problem, best["genome"])
+                row.update(best["test"])
+            row.update(evals_per_s=evals.shape[0] / max(dt, 1e-9), wall_s=state["wall_s"])
+            row["best_so_far"] = best["score"]
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+            f.flush()
+            bar.update(task, completed=done, description=f"best {best['score']:.4f}")
+            if done % ckpt_every == 0 or interrupt.requested or done == total:
+                checkpoint(done)
+            if interrupt.requested:
+                break
+    return _finish(cfg, run_dir, problem, engine, best, done, state, interrupt.requested)
+
+
+def _finish(
+    cfg: dict[str, Any],
+    run_dir: Path,
+    problem: GenomeProblem,
+    engine: Any,
+    best: dict | None,
+    generation: int,
+    state: dict,
+    interrupted: bool,
+) -> RunResult:
+    from evo.report import plot_run
+
+    lineage = {
+        "run": run_dir.name,
+        "seed": cfg["seed"],
+        "objectives": cfg["task"]["objectives"],
+        "weights": cfg["task"]["weights"],
+        "algorithm": cfg["algorithm"]["name"],
+    }
+    best_path = None
+    if best is not None and not best["test"]:
+        best["test"] = _test(problem, best["genome"])
+    if best is not None:
+        best_path = _write_genome(
+            run_dir / BEST,
+            best["genome"],
+            problem,
+            {**best["fitness"], **best["test"]},
+            {**lineage, "generation": best["generation"]},
+        )
+    if problem.mode == "pareto" and not interrupted:
+        _write_pareto(run_dir, problem, engine, lineage, generation)
+    plot_run(run_dir)
+    return RunResult(
+        run_dir=run_dir,
+        generation=generation,
+        best_fitness=best["score"] if best else math.nan,
+        best_genome=None if best is None else best["genome"],
+        best_path=best_path,
+        test=dict(best["test"]) if best else {},
+        nan_count=int(state["nan_total"]),
+        interrupted=interrupted,
+    )
+
+
+def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
+    """Indices of the non-dominated rows of fitness [N, K] (all minimised), batched."""
+    a, b = fitness[:, None, :], fitness[None, :, :]
+    dominated = ((b <= a).all(dim=2) & (b < a).any(dim=2)).any(dim=1)
+    return torch.nonzero(~dominated).flatten()
+
+
+def _write_pareto(
+    run_dir: Path, problem: GenomeProblem, engine: Any, lineage: dict, generation: int
+) -> None:
+    values, evals = engine.population()
+    n = problem.n_objectives
+    front = pareto_front(evals[:, :n])
+    # Duplicates (identical objective vectors) are kept once.
+    seen: set[tuple[float, ...]] = set()
+    k = 0
+    for i in front.tolist():
+        key = tuple(evals[i, :n].tolist())
+        if key in seen or evals[i, -1] != 0:
+            continue
+        seen.add(key)
+        _write_genome(
+            run_dir / "pareto" / f"{k:03d}.genome",
+            values[i],
+            problem,
+            _fitness_dict(problem, evals[i]),
+            {**lineage, "generation": generation - 1},
+        )
+        k += 1
+
+
+def _fmt(v: Any) -> Any:
+    return repr(v) if isinstance(v, float) else v
+
+
+def _rewrite_metrics(path: Path, columns: list[str], keep_below: int) -> None:
+    """metrics.csv with its header and only the rows of generations < keep_below."""
+    rows = []
+    if path.is_file() and keep_below > 0:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["generation"]) < keep_below]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    write_atomic(path, buf.getvalue().encode())

@@ -1,0 +1,46 @@
+"""What the world presents: data sets and innate-task data. Imports nothing of the project.
+
+- `tasks.faces`: procedural faces and hard non-faces for face detection
+  (`make_faces`), and the real LFW subset as the held-out test (`lfw_faces`).
+- `tasks.natural`: patches of the photographs bundled with scikit-image, and
+  procedural textures; the non-face imagery.
+- `tasks.digits`: labelled image sets with a fixed train/test split
+  (`ImageDataset`), by name from `DATASETS`, and `minibatch`.
+
+Nothing downloads: every image comes from an installed package. Every random
+function takes an explicit `torch.Generator`, every image is float32 and
+normalised per image to zero mean and unit variance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tasks.digits import ImageDataset, load_digits, load_mnist, minibatch
+from tasks.faces import lfw_faces, make_faces, normalize_images
+from tasks.natural import Device
+
+DATASETS: dict[str, Callable[..., ImageDataset]] = {
+    "digits": load_digits,
+    "mnist": load_mnist,
+}
+
+
+def load_dataset(name: str, device: Device = "cpu") -> ImageDataset:
+    """The labelled image set called `name` (a key of `DATASETS`), on `device`."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](device=device)
+
+
+__all__ = [
+    "DATASETS",
+    "ImageDataset",
+    "lfw_faces",
+    "load_dataset",
+    "load_digits",
+    "load_mnist",
+    "make_faces",
+    "minibatch",
+    "normalize_images",
+]

@@ -1,0 +1,134 @@
+"""Config validation: every error names the field and what would be valid; resolving is stable."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import tomllib
+from typer.testing import CliRunner
+
+from evo import config as C
+from evo.algorithms import ALGORITHMS
+from evo.cli import app
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BASE = {
+    "task": {"objectives": ["digits"]},
+    "layout": {"hidden": [16]},
+    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
+    "algorithm": {"name": "snes", "population_size": 8},
+}
+
+
+def _with(**changes):
+    raw = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        *head, last = path.split("__")
+        d = raw
+        for k in head:
+            d = d.setdefault(k, {})
+        d[last] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (
+            _with(generatons=5),
+            r"top level: unknown key\(s\) \['generatons'\]; valid keys: .*generations",
+        ),
+        (
+            _with(task__objectives=["smell"]),
+            r"task.objectives\[0\]: 'smell' is not valid; valid values: faces, digits, wiring",
+        ),
+        (_with(task__objectives=["faces", "digits"]), r"task.objectives: at most one of"),
+        (_with(task__weights=[1.0, 2.0]), r"task.weights: must be a list of 1 numbers"),
+        (
+            _with(task__dataset="cifar"),
+            r"task.dataset: 'cifar' is not valid; valid values: digits, mnist",
+        ),
+        (
+            _with(algorithm__name="adam"),
+            r"algorithm.name: 'adam' is not valid; valid values: snes, xnes, pgpe, cem, cmaes, ga, gradient",
+        ),
+        (
+            _with(algorithm__popsize=8),
+            r"algorithm: unknown key\(s\) \['popsize'\]; valid keys: .*population_size",
+        ),
+        (
+            _with(algorithm__center_learning_rate="fast"),
+            r"algorithm.center_learning_rate: must be a number",
+        ),
+        (
+            _with(task__mode="pareto"),
+            r"task.mode: pareto needs algorithm.name in \['ga'\], got 'snes'",
+        ),
+        (
+            _with(algorithm__name="gradient", algorithm__population_size=4),
+            r"algorithm.population_size: must be 1",
+        ),
+        (_with(decoder__name="brain"), r"decoder.name: 'brain' is not valid; valid values: gnet"),
+        (_with(workers=-1), r"workers: must be an integer >= 0 or \"max\""),
+        (_with(generations=0), r"generations: must be an integer >= 1"),
+        (_with(layout__hidden=[0]), r"layout.hidden: must be a list of positive integers"),
+    ],
+)
+def test_config_errors_name_field_and_valid_values(raw, pattern):
+    with pytest.raises(C.ConfigError, match=pattern):
+        C.resolve(C.validate(raw, "my.toml"), "my.toml")
+
+
+def test_decoder_setting_errors_come_from_the_decoder():
+    with pytest.raises(
+        C.ConfigError, match=r"my.toml: decoder: gnet: unknown setting.*valid settings"
+    ):
+        C.resolve(C.validate(_with(decoder__settings={"width": 3}), "my.toml"), "my.toml")
+
+
+def test_layout_input_output_come_from_the_task():
+    cfg = C.resolve(C.validate(BASE))
+    assert cfg["layout"]["input"] == [8, 8] and cfg["layout"]["output"] == 10
+    with pytest.raises(C.ConfigError, match=r"layout.output: the task 'digits' needs 10, got 3"):
+        C.resolve(C.validate(_with(layout__output=3)))
+
+
+def test_compression_target_picks_the_widest_decoder():
+    cfg = C.resolve(C.validate(_with(decoder__compression=20.0)))
+    dec = C.build_decoder(cfg)
+    assert dec.compression() >= 20.0
+    assert C.build_decoder(C.resolve(C.validate(cfg))).settings == dec.settings
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+def test_shipped_configs_resolve_and_round_trip(name):
+    cfg = C.load(CONFIGS / name)
+    again = C.resolve(C.validate(tomllib.loads(C.dumps(cfg))))
+    assert again == cfg
+
+
+def test_every_algorithm_has_defaults_that_validate():
+    for name in ALGORITHMS:
+        raw = _with(algorithm={"name": name})
+        cfg = C.validate(raw)
+        assert cfg["algorithm"]["name"] == name
+
+
+def test_overrides_and_run_name():
+    cfg = C.override(
+        C.resolve(C.validate(BASE)), generations=7, population=10, seed=3, workers="max"
+    )
+    assert (cfg["generations"], cfg["algorithm"]["population_size"], cfg["seed"]) == (7, 10, 3)
+    assert C.run_name(cfg, "T") == "digits__gnet__s3__T"
+
+
+def test_cli_reports_config_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[task]\nobjectives = ["digits"]\n[algorithm]\nname = "snes"\nsigma = 1\n')
+    res = CliRunner().invoke(app, ["evolve", str(bad), "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "bad.toml: algorithm: unknown key(s) ['sigma']; valid keys:" in res.output
+    res = CliRunner().invoke(app, ["evolve", str(tmp_path / "none.toml")])
+    assert res.exit_code == 2 and "no such config file" in res.output

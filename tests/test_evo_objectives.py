@@ -1,0 +1,132 @@
+"""Objectives and the problem on tiny data: values match plain loops, non-finite scores worst."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evo.objectives import OBJECTIVES, Digits, Faces, Wiring, make_objective, roc_auc
+from evo.problem import WORST, GenomeProblem, derive_seed
+from genome import Layout, make_decoder
+
+
+def _auc_loop(scores: list[float], labels: list[int]) -> float:
+    """Mann-Whitney: P(score of a positive > score of a negative), ties count half."""
+    pos = [s for s, y in zip(scores, labels, strict=True) if y]
+    neg = [s for s, y in zip(scores, labels, strict=True) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def test_roc_auc_matches_a_loop_with_ties():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (40,), generator=g)
+    scores = torch.randint(0, 6, (5, 40), generator=g).float()  # many ties
+    got = roc_auc(scores, labels)
+    want = [_auc_loop(s.tolist(), labels.tolist()) for s in scores]
+    assert torch.allclose(got, torch.tensor(want, dtype=torch.float64))
+
+
+def test_roc_auc_nan_for_nonfinite_rows_and_single_class():
+    labels = torch.tensor([0, 1, 0, 1])
+    scores = torch.tensor([[0.1, 0.9, 0.2, 0.8], [float("nan"), 1.0, 0.0, 1.0]])
+    auc = roc_auc(scores, labels)
+    assert auc[0] == 1.0 and torch.isnan(auc[1])
+    assert torch.isnan(roc_auc(scores, torch.ones(4, dtype=torch.long))).all()
+
+
+def _phenotype(layout: Layout, p: int = 4):
+    dec = make_decoder("gnet", layout, hidden=[4, 4])
+    return dec, dec.decode(dec.init(p, torch.Generator().manual_seed(1)))
+
+
+def test_faces_objective_matches_per_individual_loop():
+    obj = Faces(batch_size=32)
+    _, ph = _phenotype(Layout.build(obj.input_shape, [8], obj.n_outputs))
+    x, y = obj.batch(torch.Generator().manual_seed(2))
+    assert x.shape == (32, 25, 25) and y.shape == (32,)
+    out = obj.evaluate(ph, (x, y))
+    for i in range(ph.population_size):
+        logits = ph.module(i)(x)[:, 0]
+        loss = F.binary_cross_entropy_with_logits(logits, y.float())
+        assert torch.allclose(out["faces"][i], loss, atol=1e-5)
+        assert out["acc"][i] == ((logits > 0) == y.bool()).float().mean()
+    test = obj.test(ph)
+    assert set(test) == {"loss", "acc", "auc"} and test["auc"].shape == (4,)
+
+
+def test_digits_objective_matches_per_individual_loop():
+    obj = Digits(batch_size=32, dataset="digits")
+    assert obj.input_shape == (8, 8) and obj.n_outputs == 10
+    _, ph = _phenotype(Layout.build(obj.input_shape, [16], obj.n_outputs))
+    x, y = obj.batch(torch.Generator().manual_seed(3))
+    out = obj.evaluate(ph, (x, y))
+    for i in range(ph.population_size):
+        logits = ph.module(i)(x)
+        assert torch.allclose(out["digits"][i], F.cross_entropy(logits, y), atol=1e-5)
+    assert obj.test(ph)["acc"].shape == (4,)
+
+
+def test_wiring_objective_is_the_wiring_cost():
+    from genome.wiring import wiring_cost
+
+    _, ph = _phenotype(Layout.build((8, 8), [16], 10))
+    got = Wiring().evaluate(ph, None)["wiring"]
+    assert torch.equal(got, wiring_cost(ph)) and got.shape == (4,)
+
+
+def test_registry_and_unknown_objective():
+    assert set(OBJECTIVES) == {"faces", "digits", "wiring"}
+    with pytest.raises(ValueError, match="valid objectives: faces, digits, wiring"):
+        make_objective("smell")
+
+
+def _problem(mode: str = "weighted", seed: int = 0) -> GenomeProblem:
+    layout = Layout.build((8, 8), [16], 10)
+    dec = make_decoder("gnet", layout, hidden=[4, 4])
+    objs = [Digits(batch_size=32), Wiring()]
+    return GenomeProblem(dec, objs, weights=[1.0, 0.01], mode=mode, seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (25, 25)])
+def test_fitness_is_a_pure_function_of_genome_generation_and_seed(shape):
+    layout = Layout.build(shape, [16], 10)
+    dec = make_decoder("gnet", layout, hidden=[16, 16])  # unchunked, this one differs by piece
+    data = Faces if shape == (25, 25) else Digits
+
+    class Any10(data):
+        n_outputs = 10
+        metrics = ()
+
+        def evaluate(self, phenotype, batch):
+            return {self.name: phenotype(batch[0]).square().mean(dim=(1, 2))}
+
+    p = GenomeProblem(dec, [Any10(batch_size=32)], seed=0)
+    pop = dec.init(40, torch.Generator().manual_seed(0))
+
+    def fit(x, g, problem=p):
+        return problem.fitness(problem.score(x, g))[0]
+
+    whole = fit(pop, 5)
+    assert torch.equal(whole, fit(pop.clone(), 5))
+    # Any piece that starts on a chunk boundary, as on a Ray actor, scores bit for bit the same.
+    assert torch.equal(whole, torch.cat([fit(pop[:16], 5), fit(pop[16:], 5)]))
+    assert torch.equal(whole[32:], fit(pop[32:].clone(), 5))
+    assert not torch.equal(whole, fit(pop, 6))
+    other = GenomeProblem(dec, [Any10(batch_size=32)], seed=1)
+    assert not torch.equal(whole, fit(pop, 5, other))
+    assert derive_seed(0, 1) != derive_seed(1, 0)
+
+
+def test_nonfinite_fitness_scores_worst_and_is_flagged():
+    for mode in ("weighted", "pareto"):
+        p = _problem(mode)
+        pop = p.decoder.init(4, torch.Generator().manual_seed(0))
+        pop[1, 0] = float("nan")
+        pop[2, :] = float("inf")
+        fit, data = p.fitness(p.score(pop, 0))
+        assert fit.shape == (4, p.n_objectives)
+        assert (fit[1:3] == WORST).all() and (fit[[0, 3]] < WORST).all()
+        assert data[:, -1].tolist() == [0.0, 1.0, 1.0, 0.0]
+        assert p.columns == ["digits", "digits_acc", "wiring", "nonfinite"]

@@ -1,0 +1,232 @@
+"""Short in-process runs: every algorithm writes a run directory; same seed, same result;
+resume equals no interruption; Pareto fronts are non-dominated; NaN fitness is counted;
+wiring and the gradient optimiser lower what they should."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from typing import Any, ClassVar
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from evo import config as C
+from evo.algorithms import ALGORITHMS
+from evo.checkpoint import read_state
+from evo.cli import app
+from evo.objectives import OBJECTIVES, Objective
+from evo.run import new_run, pareto_front, resume_run
+
+
+def _differentiable(name: str) -> bool:
+    from genome import Layout, make_decoder
+
+    dec = make_decoder(name, Layout.build((4, 4), [4], 2))
+    genome = dec.init(1).requires_grad_(True)
+    try:
+        dec.decode(genome)(torch.ones(1, 4, 4)).sum().backward()
+    except RuntimeError:
+        return False
+    return True
+
+
+# gnet is the decoder of these tests; the gradient ones fall back to `direct`
+# while gnet's decode cannot be differentiated (genome/decoders/pairs.py uses out=).
+GRADIENT_DECODER = "gnet" if _differentiable("gnet") else "direct"
+
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "generations": 3,
+    "batch_size": 64,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "task": {"objectives": ["digits"]},
+    "layout": {"hidden": [16]},
+    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
+    "algorithm": {"name": "snes", "population_size": 8},
+}
+
+
+def tiny(**changes: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(TINY)
+    if changes.get("algorithm", {}).get("name") == "gradient" and GRADIENT_DECODER != "gnet":
+        raw["decoder"] = {"name": GRADIENT_DECODER, "settings": {}}
+    for path, value in changes.items():
+        *head, last = path.split("__")
+        d = raw
+        for k in head:
+            d = d.setdefault(k, {})
+        d[last] = value
+    return C.resolve(C.validate(raw, "test"), "test")
+
+
+def rows(run_dir) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_every_algorithm_writes_a_run_directory(tmp_path, name):
+    pop = 1 if name == "gradient" else 8
+    cfg = tiny(algorithm={"name": name, "population_size": pop})
+    res = new_run(cfg, tmp_path, progress=False)
+    d = res.run_dir
+    assert d.name.startswith(f"digits__{cfg['decoder']['name']}__s0__")
+    for f in ("config.toml", "metrics.csv", "checkpoint.pt", "best.genome", "fitness.png"):
+        assert (d / f).is_file(), f
+    r = rows(d)
+    assert [int(x["generation"]) for x in r] == [0, 1, 2]
+    assert r[1]["test_digits_acc"] != "" and r[0]["test_digits_acc"] == ""
+    assert all(int(x["nan_count"]) == 0 and float(x["evals_per_s"]) > 0 for x in r)
+    assert res.generation == 3 and math.isfinite(res.best_fitness)
+    assert read_state(d)["generation"] == 3
+
+
+def test_same_seed_same_run_whatever_the_global_rng_and_another_seed_differs(tmp_path):
+    a = new_run(tiny(), tmp_path / "a", progress=False)
+    torch.manual_seed(12345)  # library code must not depend on the global generator
+    torch.rand(7)
+    b = new_run(tiny(), tmp_path / "b", progress=False)
+    c = new_run(tiny(seed=1), tmp_path / "c", progress=False)
+    assert torch.equal(a.best_genome, b.best_genome) and a.best_fitness == b.best_fitness
+    assert not torch.equal(a.best_genome, c.best_genome)
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k not in ("evals_per_s", "wall_s")} for r in rs]
+
+    assert strip(rows(a.run_dir)) == strip(rows(b.run_dir))
+
+
+@pytest.mark.parametrize("name", ["snes", "ga", "gradient"])
+def test_resume_equals_an_uninterrupted_run(tmp_path, name):
+    pop = 1 if name == "gradient" else 8
+    cfg = tiny(generations=5, checkpoint_every=1, algorithm={"name": name, "population_size": pop})
+    whole = new_run(cfg, tmp_path / "whole", progress=False)
+    part = new_run(C.override(cfg, generations=2), tmp_path / "part", progress=False)
+    assert part.generation == 2
+    resumed = resume_run(part.run_dir, progress=False, generations=5)
+    assert resumed.generation == 5
+    assert torch.equal(resumed.best_genome, whole.best_genome)
+    assert resumed.best_fitness == whole.best_fitness
+    assert [r["fitness_best"] for r in rows(resumed.run_dir)] == [
+        r["fitness_best"] for r in rows(whole.run_dir)
+    ]
+
+
+def test_resume_rejects_changes_that_alter_the_result(tmp_path):
+    res = new_run(tiny(generations=1), tmp_path, progress=False)
+    with pytest.raises(C.ConfigError, match=r"\['seed'\] would change the run's result"):
+        resume_run(res.run_dir, progress=False, seed=5)
+
+
+class Flaky(Objective):
+    """Infinite for every genome whose first gene is positive: about half of them."""
+
+    name = "flaky"
+    has_data = False
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    def evaluate(self, phenotype, batch):
+        w = phenotype.weights[0]
+        first = w.reshape(w.shape[0], -1)[:, 0]
+        return {self.name: torch.where(first > 0, torch.inf, first.abs())}
+
+
+def test_nonfinite_fitness_goes_on_and_is_counted(tmp_path, monkeypatch):
+    monkeypatch.setitem(OBJECTIVES, "flaky", Flaky)
+    cfg = tiny(task={"objectives": ["digits", "flaky"]}, generations=3)
+    res = new_run(cfg, tmp_path, progress=False)
+    counts = [int(r["nan_count"]) for r in rows(res.run_dir)]
+    assert res.generation == 3 and sum(counts) == res.nan_count > 0
+    assert math.isfinite(res.best_fitness)
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+
+def test_pareto_front_helper_matches_a_loop():
+    f = torch.tensor([[1.0, 5.0], [2.0, 2.0], [3.0, 3.0], [5.0, 1.0], [1.0, 5.0], [4.0, 4.0]])
+    want = [i for i in range(len(f)) if not any(_dominates(g.tolist(), f[i].tolist()) for g in f)]
+    assert pareto_front(f).tolist() == want
+
+
+def test_pareto_mode_writes_a_non_dominated_set(tmp_path):
+    from genome.files import load_genome
+
+    cfg = tiny(
+        task={"objectives": ["digits", "wiring"], "mode": "pareto"},
+        algorithm={"name": "ga", "population_size": 8},
+    )
+    res = new_run(cfg, tmp_path, progress=False)
+    files = sorted((res.run_dir / "pareto").glob("*.genome"))
+    assert files
+    fits = [load_genome(p).fitness for p in files]
+    points = [[f["digits"], f["wiring"]] for f in fits]
+    for a in points:
+        assert not any(_dominates(b, a) for b in points)
+    assert load_genome(files[0]).lineage["run"] == res.run_dir.name
+
+
+def test_wiring_objective_lowers_wiring_cost(tmp_path):
+    cfg = tiny(
+        task={"objectives": ["digits", "wiring"], "weights": [0.0, 1.0]},
+        generations=12,
+        algorithm={"name": "snes", "population_size": 8, "stdev_init": 0.3},
+    )
+    r = rows(new_run(cfg, tmp_path, progress=False).run_dir)
+    first, last = float(r[0]["wiring_mean"]), float(r[-1]["wiring_mean"])
+    assert last < 0.8 * first
+
+
+def test_gradient_lowers_the_loss(tmp_path):
+    cfg = tiny(
+        generations=30,
+        batch_size=128,
+        algorithm={"name": "gradient", "population_size": 1, "learning_rate": 0.05},
+    )
+    r = rows(new_run(cfg, tmp_path, progress=False).run_dir)
+    loss = [float(x["digits_mean"]) for x in r]
+    assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5
+
+
+def test_best_genome_file_and_cli_report(tmp_path):
+    from genome.files import load_genome
+
+    res = new_run(tiny(), tmp_path, progress=False)
+    g = load_genome(res.run_dir / "best.genome")
+    assert torch.equal(g.genome, res.best_genome)
+    assert g.lineage["seed"] == 0 and g.lineage["objectives"] == ["digits"]
+    assert g.fitness["fitness"] == res.best_fitness and "test_digits_acc" in g.fitness
+    out = CliRunner().invoke(app, ["report", str(res.run_dir)])
+    assert out.exit_code == 0, out.output
+    assert "best test_digits_acc" in out.output and "fitness.png" in out.output
+
+
+def test_cli_evolve_with_overrides(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(C.dumps(tiny()))
+    out = CliRunner().invoke(
+        app,
+        [
+            "evolve",
+            str(cfg),
+            "--generations",
+            "2",
+            "--population",
+            "6",
+            "--seed",
+            "4",
+            "--out",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("digits__gnet__s4__") and len(rows(run)) == 2
+    saved = C.load(run / "config.toml")
+    assert saved["algorithm"]["population_size"] == 6 and saved["generations"] == 2
