@@ -27,7 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: setup
-	$(PY) bench/decode.py
+	$(PY) bench/generation.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -144,11 +144,12 @@ def register(app: typer.Typer) -> None:
 
         cfg = C.resolve(C.validate(copy.deepcopy(DEMO), "demo"), "demo")
         cfg = C.override(cfg, generations=generations, workers=_workers(workers), seed=seed)
-        d = cfg["decoder"]
+        dec = C.build_decoder(cfg)
         typer.echo(
             f"demo: evolving face detectors ({cfg['algorithm']['name']}, population "
-            f"{cfg['algorithm']['population_size']}, {cfg['generations']} generations, "
-            f"{d['name']} genome on layout {' -> '.join(map(str, [cfg['layout']['input'], *cfg['layout']['hidden'], cfg['layout']['output']]))})"
+            f"{cfg['algorithm']['population_size']}, {cfg['generations']} generations) grown by a "
+            f"{dec.name} genome of {dec.genome_length()} genes on {dec.layout.describe()} "
+            f"({dec.compression():.0f}x compression)"
         )
         res = new_run(cfg, out)
         typer.echo(f"best genome: {res.best_path}")

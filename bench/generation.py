@@ -1,18 +1,20 @@
-"""Benchmark: one generation's decode + forward, batched over the population.
+"""Benchmark: one generation's evaluation, batched over the population.
 
 Two standard workloads:
 
 - faces:  P=256, 25x25 -> 64 -> 1, gnet at >= 100x, 256 images;
 - digits: P=64, 784 -> 100 -> 10, gnet at ~300x, 500 images.
 
-For each, the time of decode + forward per generation (best of --repeats),
-its floating-point operation count, the achieved rate as a fraction of the
-matmul rate measured in the same process (a square float32 GEMM), the ratio to
-a Python loop over individuals that decodes and runs each one alone (the
+The step is the real path of a run: `GenomeProblem.score` on a new
+generation's minibatch (drawing the data, decoding, the forward pass, the
+objective). For each workload: its time (best of --repeats), its floating-point
+operation count (decode, weight scaling, forward), the achieved rate as a
+fraction of the matmul rate measured in the same process (a square float32
+GEMM), the ratio to a Python loop that scores one individual at a time (the
 baseline), and the peak resident memory of one step at P=1,024 (measured in a
 fresh subprocess, above the memory held before the step).
 
-    python bench/decode.py [--repeats 5] [--device cpu] [--json out.json]
+    python bench/generation.py [--repeats 5] [--device cpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from evo.objectives import make_objective
+from evo.problem import GenomeProblem
 from genome import Layout
 from genome.decoders import GNet
 
@@ -41,29 +45,50 @@ class Workload:
     compression: float
     population_size: int
     batch: int
+    objective: dict
 
 
 WORKLOADS = {
-    "faces": Workload("faces", (25, 25), (64,), 1, 100.0, 256, 256),
-    "digits": Workload("digits", (28, 28), (100,), 10, 300.0, 64, 500),
+    "faces": Workload("faces", (25, 25), (64,), 1, 100.0, 256, 256, {"name": "faces"}),
+    "digits": Workload(
+        "digits", (28, 28), (100,), 10, 300.0, 64, 500, {"name": "digits", "dataset": "mnist"}
+    ),
 }
 
 
 def setup(w: Workload, population_size: int, device: str):
     layout = Layout.build(w.input_shape, list(w.hidden), w.output)
     decoder = GNet.for_compression(layout, w.compression)
+    objective = make_objective(
+        w.objective["name"],
+        batch_size=w.batch,
+        device=device,
+        **{k: v for k, v in w.objective.items() if k != "name"},
+    )
+    problem = GenomeProblem(decoder, [objective], device=device)
     population = decoder.init(population_size, torch.Generator().manual_seed(0), device=device)
-    x = torch.randn(w.batch, *w.input_shape, generator=torch.Generator().manual_seed(1))
-    return decoder, population, x.to(device)
+    return problem, population
 
 
-def step(decoder, population, x) -> torch.Tensor:
-    return decoder.decode(population)(x)
+class Stepper:
+    """Scores the population on a new generation's minibatch at every call."""
 
+    def __init__(self, problem, population, loop: bool = False):
+        self.problem, self.population, self.loop, self.generation = problem, population, loop, 0
 
-def loop_step(decoder, population, x) -> list[torch.Tensor]:
-    """The baseline: each individual decoded and run on its own."""
-    return [decoder.decode(population[i : i + 1])(x) for i in range(population.shape[0])]
+    def __call__(self) -> torch.Tensor:
+        self.generation += 1
+        name = self.problem.objectives[0].name
+        if not self.loop:
+            return self.problem.score(self.population, self.generation)[name]
+        # The baseline: one individual at a time, through the same scoring code.
+        pop = self.population
+        return torch.cat(
+            [
+                self.problem.score(pop[i : i + 1], self.generation, exact=False)[name]
+                for i in range(pop.shape[0])
+            ]
+        )
 
 
 def best_time(fn, repeats: int, device: str) -> float:
@@ -91,6 +116,7 @@ def matmul_rate(device: str, n: int = 2048, repeats: int = 5) -> float:
 
 
 def step_flops(decoder, population_size: int, batch: int) -> int:
+    """Decode, standardise and scale, forward: the arithmetic of one step."""
     layout = decoder.layout
     scaling = 6 * layout.n_weights  # standardise and scale every weight
     forward = sum(2 * o * i + 2 * o for o, i in layout.layer_shapes()) * batch
@@ -118,17 +144,19 @@ def peak_memory(name: str, population_size: int, device: str) -> float:
 
 
 def _peak_child(name: str, population_size: int, device: str) -> None:
-    decoder, population, x = setup(WORKLOADS[name], population_size, device)
+    problem, population = setup(WORKLOADS[name], population_size, device)
+    problem.data(1)  # load the data set before measuring
+    step = Stepper(problem, population)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        step(decoder, population, x)
+        step()
         print((torch.cuda.max_memory_allocated() - base) / 2**20)
         return
     # ru_maxrss is the high-water mark of the process (KiB on Linux); the memory
-    # held before the step (interpreter, torch, inputs) is subtracted.
+    # held before the step (interpreter, torch, data) is subtracted.
     before = _rss_kib()
-    step(decoder, population, x)
+    step()
     print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 
 
@@ -142,11 +170,12 @@ def _rss_kib() -> int:
 
 def run(name: str, repeats: int, device: str, rate: float) -> dict:
     w = WORKLOADS[name]
-    decoder, population, x = setup(w, w.population_size, device)
-    batched = best_time(lambda: step(decoder, population, x), repeats, device)
-    loop = best_time(lambda: loop_step(decoder, population, x), max(1, repeats // 2), device)
-    reference = torch.cat(loop_step(decoder, population, x))
-    torch.testing.assert_close(step(decoder, population, x), reference, rtol=1e-4, atol=1e-4)
+    problem, population = setup(w, w.population_size, device)
+    decoder = problem.decoder
+    batched = best_time(Stepper(problem, population), repeats, device)
+    loop = best_time(Stepper(problem, population, loop=True), max(1, repeats // 2), device)
+    check, reference = Stepper(problem, population), Stepper(problem, population, loop=True)
+    torch.testing.assert_close(check(), reference(), rtol=1e-4, atol=1e-4)
     decode_only = best_time(lambda: decoder.decode(population), repeats, device)
     flops = step_flops(decoder, w.population_size, w.batch)
     return {
