@@ -258,3 +258,15 @@ def test_bad_inputs_name_the_fault():
         phenotype(torch.zeros(3, 7))
     with pytest.raises(IndexError, match="out of range"):
         phenotype.module(2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_every_gene_block(name):
+    # The `gradient` optimiser trains genomes by backprop through decode.
+    dec = make_decoder(name, LAYOUT)
+    genome = population(dec, n=2).requires_grad_(True)
+    dec.decode(genome)(torch.randn(4, 30, dtype=torch.float64)).square().sum().backward()
+    grads = dec.spec().split(genome.grad)
+    assert all(g.abs().sum() > 0 for g in grads.values()), [
+        k for k, g in grads.items() if not g.any()
+    ]

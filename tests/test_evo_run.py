@@ -20,23 +20,6 @@ from evo.cli import app
 from evo.objectives import OBJECTIVES, Objective
 from evo.run import new_run, pareto_front, resume_run
 
-
-def _differentiable(name: str) -> bool:
-    from genome import Layout, make_decoder
-
-    dec = make_decoder(name, Layout.build((4, 4), [4], 2))
-    genome = dec.init(1).requires_grad_(True)
-    try:
-        dec.decode(genome)(torch.ones(1, 4, 4)).sum().backward()
-    except RuntimeError:
-        return False
-    return True
-
-
-# gnet is the decoder of these tests; the gradient ones fall back to `direct`
-# while gnet's decode cannot be differentiated (genome/decoders/pairs.py uses out=).
-GRADIENT_DECODER = "gnet" if _differentiable("gnet") else "direct"
-
 TINY: dict[str, Any] = {
     "seed": 0,
     "generations": 3,
@@ -52,8 +35,6 @@ TINY: dict[str, Any] = {
 
 def tiny(**changes: Any) -> dict[str, Any]:
     raw = copy.deepcopy(TINY)
-    if changes.get("algorithm", {}).get("name") == "gradient" and GRADIENT_DECODER != "gnet":
-        raw["decoder"] = {"name": GRADIENT_DECODER, "settings": {}}
     for path, value in changes.items():
         *head, last = path.split("__")
         d = raw

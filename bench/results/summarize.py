@@ -1,0 +1,157 @@
+"""Print the numbers a result claims, from a finished run directory.
+
+    python bench/results/summarize.py RUN_DIR [--pareto]
+
+Always: genome length and compression of best.genome, the run's wall time and
+the best genome's held-out test metrics (LFW for faces, the test split for
+digits), re-measured here from the genome file. Faces runs also get accuracy
+and ROC-AUC on a fixed procedural test batch (4,096 images from a seed no run
+uses for training; selection never sees it).
+
+With --pareto (runs in task.mode = "pareto"): every genome of pareto/ is
+scored on that procedural test batch and on LFW; the script prints the front
+and the claim "a genome within 2 accuracy points of the best with >= 2x
+shorter wiring", with the best accuracy on the front, the shortest-wired
+genome within 2 points of it, and the ratio of their wiring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from evo.objectives import roc_auc
+from genome.files import load_genome
+from genome.wiring import wiring_cost
+
+PROCEDURAL_TEST_SEED = 987_654_321  # a data stream no run draws from
+PROCEDURAL_TEST_N = 4096
+
+
+def procedural_test():
+    from tasks import make_faces
+
+    g = torch.Generator().manual_seed(PROCEDURAL_TEST_SEED)
+    return make_faces(PROCEDURAL_TEST_N, g)
+
+
+@torch.no_grad()
+def faces_metrics(pheno, x, y) -> tuple[torch.Tensor, torch.Tensor]:
+    logits = pheno(x)[..., 0]
+    acc = ((logits > 0) == y.bool()).double().mean(dim=1)
+    return acc, roc_auc(logits, y)
+
+
+@torch.no_grad()
+def digits_metrics(pheno, dataset: str) -> dict[str, float]:
+    from tasks import load_dataset
+
+    ds = load_dataset(dataset)
+    logits = pheno(ds.test_x)
+    return {
+        "test_acc": float((logits.argmax(dim=2) == ds.test_y).double().mean()),
+        "train_acc": float((pheno(ds.train_x).argmax(dim=2) == ds.train_y).double().mean()),
+    }
+
+
+def wall_s(run_dir: Path) -> float:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["wall_s"]) if rows else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--pareto", action="store_true")
+    args = ap.parse_args()
+    run = args.run_dir
+    import tomllib
+
+    cfg = tomllib.loads((run / "config.toml").read_text())
+    gf = load_genome(run / "best.genome")
+    pheno = gf.decoder.decode(gf.genome)
+    out = {
+        "run": str(run),
+        "genome_length": gf.decoder.genome_length(),
+        "compression": round(gf.decoder.compression(), 1),
+        "decoder": gf.decoder.name,
+        "settings": gf.decoder.settings,
+        "generations": cfg["generations"],
+        "wall_s": round(wall_s(run), 1),
+        "best_generation": gf.lineage.get("generation"),
+    }
+    objs = cfg["task"]["objectives"]
+    if "faces" in objs:
+        from tasks import lfw_faces
+
+        x, y = lfw_faces()
+        acc, auc = faces_metrics(pheno, x, y)
+        out.update(lfw_acc=round(float(acc[0]), 4), lfw_auc=round(float(auc[0]), 4))
+        px, py = procedural_test()
+        acc, auc = faces_metrics(pheno, px, py)
+        out.update(procedural_test_acc=round(float(acc[0]), 4), procedural_test_auc=round(float(auc[0]), 4))
+    if "digits" in objs:
+        out.update({k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()})
+    print(json.dumps(out, indent=2))
+    if args.pareto:
+        pareto(run)
+
+
+@torch.no_grad()
+def pareto(run: Path) -> None:
+    from tasks import lfw_faces
+
+    files = sorted((run / "pareto").glob("*.genome"))
+    if not files:
+        print("no pareto/*.genome in", run)
+        return
+    px, py = procedural_test()
+    lx, ly = lfw_faces()
+    rows = []
+    for f in files:
+        gf = load_genome(f)
+        ph = gf.decoder.decode(gf.genome)
+        acc, auc = faces_metrics(ph, px, py)
+        lacc, lauc = faces_metrics(ph, lx, ly)
+        rows.append(
+            {
+                "file": f.name,
+                "acc": float(acc[0]),
+                "auc": float(auc[0]),
+                "lfw_acc": float(lacc[0]),
+                "lfw_auc": float(lauc[0]),
+                "wiring": float(wiring_cost(ph)[0]),
+            }
+        )
+    rows.sort(key=lambda r: r["wiring"])
+    print(f"Pareto front: {len(rows)} genomes (accuracy on {PROCEDURAL_TEST_N} held-out procedural images)")
+    print(f"{'file':>10} {'wiring':>10} {'acc':>7} {'auc':>7} {'lfw_acc':>7} {'lfw_auc':>7}")
+    for r in rows:
+        print(
+            f"{r['file']:>10} {r['wiring']:10.1f} {r['acc']:7.4f} {r['auc']:7.4f} "
+            f"{r['lfw_acc']:7.4f} {r['lfw_auc']:7.4f}"
+        )
+    best = max(rows, key=lambda r: (r["acc"], -r["wiring"]))
+    near = [r for r in rows if r["acc"] >= best["acc"] - 0.02]
+    short = min(near, key=lambda r: r["wiring"])
+    ratio = best["wiring"] / short["wiring"] if short["wiring"] > 0 else float("inf")
+    claim = {
+        "best_acc": round(best["acc"], 4),
+        "best_file": best["file"],
+        "best_wiring": round(best["wiring"], 1),
+        "short_file": short["file"],
+        "short_acc": round(short["acc"], 4),
+        "short_wiring": round(short["wiring"], 1),
+        "wiring_ratio": round(ratio, 2),
+        "claim_met": bool(ratio >= 2.0),
+    }
+    print(json.dumps(claim, indent=2))
+
+
+if __name__ == "__main__":
+    main()
