@@ -270,3 +270,21 @@ def test_gradients_reach_every_gene_block(name):
     assert all(g.abs().sum() > 0 for g in grads.values()), [
         k for k, g in grads.items() if not g.any()
     ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decoding_does_not_depend_on_the_thread_count(name):
+    # Ray actors run one thread, the main process several: a genome must score the same.
+    layout = Layout.build((28, 28), [32, 16], 10)
+    dec = make_decoder(name, layout)
+    pop = dec.init(16, torch.Generator().manual_seed(0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        many = dec.decode(pop)
+        torch.set_num_threads(1)
+        one = dec.decode(pop)
+    finally:
+        torch.set_num_threads(threads)
+    for x, y in zip(many.weights + many.biases, one.weights + one.biases, strict=True):
+        assert torch.equal(x, y)

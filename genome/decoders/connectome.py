@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from genome.decoders.base import Block, Decoder, check_code
+from genome.decoders.pairs import project
 from genome.layout import Layout
 
 
@@ -62,18 +63,14 @@ class Connectome(Decoder):
             lambda: [c.to(some.device, some.dtype) for c in layout.codes(self.settings["code"])],
         )
         x = [
-            torch.sigmoid(
-                torch.einsum("nd,pgd->png", c, genes[f"s{s}.expr"]) + genes[f"s{s}.expr0"][:, None]
-            )
+            torch.sigmoid(project(c, genes[f"s{s}.expr"]) + genes[f"s{s}.expr0"][:, None])
             for s, c in enumerate(codes)
         ]
         weights, biases = [], []
         for k in range(layout.n_layers):
             post_op = torch.bmm(x[k + 1], genes[f"l{k}.op"])  # [p, n_post, g]
             weights.append(torch.bmm(post_op, x[k].transpose(1, 2)))
-            biases.append(
-                torch.einsum("png,pg->pn", x[k + 1], genes[f"l{k}.bias"]) + genes[f"l{k}.bias0"]
-            )
+            biases.append((x[k + 1] * genes[f"l{k}.bias"][:, None]).sum(-1) + genes[f"l{k}.bias0"])
         return weights, biases
 
     def decode_flops(self, layout: Layout | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from genome.decoders.base import Block, Decoder, check_widths
-from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp
+from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp, project
 from genome.layout import Layout
 
 ACTIVATIONS = {
@@ -111,8 +111,8 @@ class CPPN(Decoder):
 
     def _mlp(self, genes, pre_pos, post_pos, dist, channel: int) -> torch.Tensor:
         h = self.settings["hidden"]
-        a = torch.einsum("nd,phd->pnh", pre_pos, genes["pre"])
-        b = torch.einsum("nd,phd->pnh", post_pos, genes["post"]) + genes["b1"][:, None]
+        a = project(pre_pos, genes["pre"])
+        b = project(post_pos, genes["post"]) + genes["b1"][:, None]
         layers = [
             (genes[f"w{j + 1}"].transpose(1, 2), genes[f"b{j + 1}"][:, None])
             for j in range(1, len(h))

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 
 from genome.decoders.base import Block, Decoder, check_code, check_widths
-from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp
+from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp, project
 from genome.layout import Layout
 
 
@@ -84,8 +84,8 @@ class GNet(Decoder):
         weights, biases = [], []
         for k in range(layout.n_layers):
             pre, post = codes[k], codes[k + 1]
-            a = torch.einsum("nd,phd->pnh", pre, genes[f"l{k}.pre"])  # [p, n_pre, h]
-            b = torch.einsum("nd,phd->pnh", post, genes[f"l{k}.post"]) + genes[f"l{k}.b1"][:, None]
+            a = project(pre, genes[f"l{k}.pre"])  # [p, n_pre, h]
+            b = project(post, genes[f"l{k}.post"]) + genes[f"l{k}.b1"][:, None]
             layers = [
                 (genes[f"l{k}.w{j + 1}"].transpose(1, 2), genes[f"l{k}.b{j + 1}"][:, None])
                 for j in range(1, n_hidden)
@@ -93,7 +93,7 @@ class GNet(Decoder):
             out = genes[f"l{k}.out"][:, :, None]  # [p, h, 1]
             weights.append(pairs_mlp(a, b, layers, out))
             biases.append(
-                torch.einsum("nd,pd->pn", post, genes[f"l{k}.bias"]) + genes[f"l{k}.bias0"]
+                project(post, genes[f"l{k}.bias"][:, None])[..., 0] + genes[f"l{k}.bias0"]
             )
         return weights, biases
 

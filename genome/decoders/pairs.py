@@ -20,6 +20,17 @@ PAIR_BLOCK = 2**16
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
 
+def project(codes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """codes [n, d] through per-individual weights [p, h, d] -> [p, n, h].
+
+    A broadcast product summed over the small d axis: each output is one
+    sequential sum, so the bits do not depend on the thread count (an einsum's
+    GEMM kernel may split its work, and its rounding, by threads), and a genome
+    scores the same in a Ray actor as in the main process.
+    """
+    return (codes[None, :, None, :] * weights[:, None, :, :]).sum(-1)
+
+
 def pairs_mlp(
     a: torch.Tensor,
     b: torch.Tensor,
