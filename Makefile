@@ -1,6 +1,8 @@
 # Two entry points: `make demo` (a short evolution run) and `make test`.
-# Each creates .venv on first use; torch is installed first, pinned, so that
-# pip takes the CPU build instead of resolving a multi-GB CUDA wheel.
+# Each creates .venv on first use; torch is installed first, pinned (TORCH=...),
+# so that the project's `torch>=2.2` is already satisfied and pip resolves no
+# other torch build. For a CPU-only build from PyPI's CUDA default, install
+# torch first from the PyTorch CPU index, or set TORCH to the wheel you want.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

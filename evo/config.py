@@ -35,6 +35,7 @@ cleanrl, a run is named ``{task}__{decoder}__s{seed}__{time}``.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 import tomli_w
+import torch
 
 from evo.algorithms import ALGORITHMS, algorithm
 from evo.objectives import DATASETS, OBJECTIVES, Objective, make_objective
@@ -91,8 +93,8 @@ def _int(source: str, field: str, v: Any, lo: int = 0) -> int:
 
 
 def _number(source: str, field: str, v: Any) -> float:
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        _fail(source, field, f"must be a number, got {v!r}")
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        _fail(source, field, f"must be a finite number, got {v!r}")
     return float(v)
 
 
@@ -123,8 +125,14 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             "address",
             f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
         )
-    if not isinstance(cfg["device"], str):
-        _fail(source, "device", f'must be a string such as "cpu" or "cuda", got {cfg["device"]!r}')
+    try:
+        torch.device(cfg["device"])
+    except (RuntimeError, TypeError):
+        _fail(
+            source,
+            "device",
+            f'must be a torch device such as "cpu" or "cuda", got {cfg["device"]!r}',
+        )
 
     for name, defaults in SECTIONS.items():
         sec = raw.get(name, {})

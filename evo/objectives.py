@@ -189,13 +189,23 @@ class Digits(Objective):
 
 
 class Wiring(Objective):
+    """Scale-free wiring cost (selected on), and the plain sum |w| * d (reported as `raw`).
+
+    Selecting on the plain cost rewards shrinking the layer gains, which leaves
+    the wiring as it was; the scale-free cost rewards few and short wires.
+    """
+
     name = "wiring"
+    metrics = ("raw",)
     has_data = False
 
     def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
         from genome.wiring import wiring_cost
 
-        return {self.name: wiring_cost(phenotype)}
+        return {
+            self.name: wiring_cost(phenotype, scale_free=True),
+            "raw": wiring_cost(phenotype),
+        }
 
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Faces, Digits, Wiring)}

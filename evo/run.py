@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import signal
 import threading
 import time
@@ -376,6 +377,11 @@ def _write_pareto(
     values, evals = engine.population()
     n = problem.n_objectives
     front = pareto_front(evals[:, :n])
+    # The new front goes to a fresh folder that replaces the old one whole, so no
+    # genome of an earlier, larger front is left beside it.
+    final, tmp = run_dir / "pareto", run_dir / "pareto.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     # Duplicates (identical objective vectors) are kept once.
     seen: set[tuple[float, ...]] = set()
     k = 0
@@ -385,13 +391,19 @@ def _write_pareto(
             continue
         seen.add(key)
         _write_genome(
-            run_dir / "pareto" / f"{k:03d}.genome",
+            tmp / f"{k:03d}.genome",
             values[i],
             problem,
             _fitness_dict(problem, evals[i]),
             {**lineage, "generation": generation - 1},
         )
         k += 1
+    old = run_dir / "pareto.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fmt(v: Any) -> Any:

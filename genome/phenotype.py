@@ -51,11 +51,13 @@ class Phenotype:
 
     def _flatten_input(self, x: torch.Tensor) -> torch.Tensor:
         n_in = self.layout.sizes[0]
-        shared = x.ndim == 2 and x.shape[1] == n_in
-        if not shared and x.ndim == 3 and tuple(x.shape[1:]) == self.layout.input_shape:
-            return x.reshape(x.shape[0], n_in)
-        if shared or (x.ndim == 3 and x.shape[0] == self.population_size and x.shape[2] == n_in):
+        if x.ndim == 2 and x.shape[1] == n_in:
             return x
+        # [P, B, in] before [B, *image]: a 1-row input sheet makes both shapes match.
+        if x.ndim == 3 and x.shape[0] == self.population_size and x.shape[2] == n_in:
+            return x
+        if x.ndim == 3 and tuple(x.shape[1:]) == self.layout.input_shape:
+            return x.reshape(x.shape[0], n_in)
         raise ValueError(
             f"input must be [B, {n_in}], [B, *{self.layout.input_shape}] (shared by the "
             f"population) or [{self.population_size}, B, {n_in}], got {list(x.shape)}"

@@ -13,6 +13,7 @@ local, modular wiring, as seRNN's regulariser does with gradients.
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -44,11 +45,22 @@ def distances(
     return list(_distances(layout, device, dtype or torch.float32))
 
 
-def wiring_cost(phenotype: Phenotype) -> torch.Tensor:
-    """Wiring cost [P]: sum over layers of sum |w| * distance, for every individual."""
+def wiring_cost(phenotype: Phenotype, *, scale_free: bool = False) -> torch.Tensor:
+    """Wiring cost [P]: sum over layers of sum |w| * distance, for every individual.
+
+    With `scale_free`, each unit's incoming weights are first rescaled to the
+    He scale (root mean square sqrt(2 / fan_in)), so the cost measures where
+    the wires go and how concentrated they are, not how strong they are
+    overall: a decoder's gain genes can shrink the plain cost many times over
+    without changing the wiring, and selection would find that first.
+    """
     d = distances(phenotype.layout, phenotype.device, phenotype.dtype)
     total = torch.zeros(phenotype.population_size, device=phenotype.device, dtype=phenotype.dtype)
     for w, dist in zip(phenotype.weights, d, strict=True):
+        a = w.abs()
+        if scale_free:
+            rms = w.square().mean(dim=2, keepdim=True).sqrt()
+            a = a * (math.sqrt(2.0 / w.shape[2]) / rms.clamp_min(torch.finfo(w.dtype).tiny))
         # |w| contracted with d in one call: [P, out, in] x [out, in] -> [P].
-        total += torch.einsum("poi,oi->p", w.abs(), dist)
+        total += torch.einsum("poi,oi->p", a, dist)
     return total

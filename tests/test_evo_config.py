@@ -60,7 +60,15 @@ def _with(**changes):
         ),
         (
             _with(algorithm__center_learning_rate="fast"),
-            r"algorithm.center_learning_rate: must be a number",
+            r"algorithm.center_learning_rate: must be a finite number, got 'fast'",
+        ),
+        (
+            _with(task__weights=[float("nan")]),
+            r"task.weights\[0\]: must be a finite number, got nan",
+        ),
+        (
+            _with(device="gpu"),
+            r"device: must be a torch device such as \"cpu\" or \"cuda\", got 'gpu'",
         ),
         (
             _with(task__mode="pareto"),

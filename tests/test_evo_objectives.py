@@ -68,12 +68,13 @@ def test_digits_objective_matches_per_individual_loop():
     assert obj.test(ph)["acc"].shape == (4,)
 
 
-def test_wiring_objective_is_the_wiring_cost():
+def test_wiring_objective_is_the_scale_free_wiring_cost():
     from genome.wiring import wiring_cost
 
     _, ph = _phenotype(Layout.build((8, 8), [16], 10))
-    got = Wiring().evaluate(ph, None)["wiring"]
-    assert torch.equal(got, wiring_cost(ph)) and got.shape == (4,)
+    got = Wiring().evaluate(ph, None)
+    assert torch.equal(got["wiring"], wiring_cost(ph, scale_free=True))
+    assert torch.equal(got["raw"], wiring_cost(ph)) and got["wiring"].shape == (4,)
 
 
 def test_registry_and_unknown_objective():
@@ -129,4 +130,4 @@ def test_nonfinite_fitness_scores_worst_and_is_flagged():
         assert fit.shape == (4, p.n_objectives)
         assert (fit[1:3] == WORST).all() and (fit[[0, 3]] < WORST).all()
         assert data[:, -1].tolist() == [0.0, 1.0, 1.0, 0.0]
-        assert p.columns == ["digits", "digits_acc", "wiring", "nonfinite"]
+        assert p.columns == ["digits", "digits_acc", "wiring", "wiring_raw", "nonfinite"]

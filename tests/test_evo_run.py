@@ -155,12 +155,12 @@ def test_pareto_mode_writes_a_non_dominated_set(tmp_path):
 def test_wiring_objective_lowers_wiring_cost(tmp_path):
     cfg = tiny(
         task={"objectives": ["digits", "wiring"], "weights": [0.0, 1.0]},
-        generations=12,
+        generations=30,
         algorithm={"name": "snes", "population_size": 8, "stdev_init": 0.3},
     )
     r = rows(new_run(cfg, tmp_path, progress=False).run_dir)
     first, last = float(r[0]["wiring_mean"]), float(r[-1]["wiring_mean"])
-    assert last < 0.8 * first
+    assert last < 0.75 * first
 
 
 def test_gradient_lowers_the_loss(tmp_path):

@@ -66,6 +66,25 @@ def test_wiring_cost_equals_loop_reference(name):
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6)
 
 
+def test_scale_free_cost_ignores_gains_but_not_wiring():
+    ph = phenotype("gnet")
+    scaled = Phenotype([w * 7.0 for w in ph.weights], ph.biases, ph.layout)
+    torch.testing.assert_close(
+        wiring_cost(scaled, scale_free=True), wiring_cost(ph, scale_free=True)
+    )
+    torch.testing.assert_close(wiring_cost(scaled), 7.0 * wiring_cost(ph))
+    # Reference: every unit's weights rescaled to RMS sqrt(2 / fan_in), then sum |w| d.
+    d = distances(LAYOUT, dtype=ph.dtype)
+    ref = torch.zeros(ph.population_size, dtype=ph.dtype)
+    for i in range(ph.population_size):
+        for w, dist in zip(ph.weights, d, strict=True):
+            for post in range(w.shape[1]):
+                row = w[i, post]
+                unit = row / row.square().mean().sqrt() * math.sqrt(2 / row.numel())
+                ref[i] += (unit.abs() * dist[post]).sum()
+    torch.testing.assert_close(wiring_cost(ph, scale_free=True), ref, rtol=1e-5, atol=1e-6)
+
+
 # --- graph ----------------------------------------------------------------------------
 def test_to_graph_nodes_edges_and_attributes():
     ph = phenotype("cppn")

@@ -169,8 +169,13 @@ class Decoder(ABC):
         he = math.sqrt(2.0 / w.shape[2])
         if not self.standardize:
             return w * he
-        mean = w.mean(dim=2, keepdim=True)
-        var = w.var(dim=2, keepdim=True, unbiased=False)
+        if w.shape[2] == 1:
+            # One input: centring would zero it; keep its sign at the unit's scale.
+            mean = torch.zeros_like(w)
+            var = w.square()
+        else:
+            mean = w.mean(dim=2, keepdim=True)
+            var = w.var(dim=2, keepdim=True, unbiased=False)
         # The floor is relative to the row's own magnitude, so a genome of any scale
         # standardises, while a row that is constant up to rounding becomes ~zeros.
         floor = _REL_EPS * mean.square() + torch.finfo(w.dtype).tiny
@@ -179,6 +184,8 @@ class Decoder(ABC):
     @classmethod
     def for_compression(cls, layout: Layout, target: float, **settings: Any) -> Decoder:
         """The widest decoder of this kind whose compression on `layout` is >= target."""
+        if not (isinstance(target, int | float) and math.isfinite(target) and target > 0):
+            raise ValueError(f"target compression must be a finite number > 0, got {target!r}")
 
         def build(width: int) -> Decoder:
             return cls(layout, **{**settings, **cls._with_width(width)})

@@ -86,7 +86,7 @@ class CPPN(Decoder):
         return 4 * (layout.n_params + 3 * pair)
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
-        """Unit j uses activations[j % len(activations)] (units grouped contiguously)."""
+        """The hidden units split into equal contiguous groups, one per activation, in order."""
         names = self.settings["activations"]
         h = x.shape[-1]
         bounds = [round(h * k / len(names)) for k in range(len(names) + 1)]
