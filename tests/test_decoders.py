@@ -288,3 +288,16 @@ def test_decoding_does_not_depend_on_the_thread_count(name):
         torch.set_num_threads(threads)
     for x, y in zip(many.weights + many.biases, one.weights + one.biases, strict=True):
         assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_unit_with_one_input_keeps_a_live_weight(name):
+    # Standardising over a single input would centre it to zero and cut the network.
+    layout = Layout.build((5, 5), [1], 2)
+    phenotype = make_decoder(name, layout).decode(population(make_decoder(name, layout)))
+    w = phenotype.weights[1]  # [P, 2, 1]
+    assert (w.abs() > 0).all()
+    if name != "direct":
+        gains = make_decoder(name, layout).spec().split(population(make_decoder(name, layout)))
+        expected = math.sqrt(2.0) * layer_gain(gains["l1.gain"])[:, :, None]
+        torch.testing.assert_close(w.abs(), expected.expand_as(w), rtol=1e-6, atol=0)
