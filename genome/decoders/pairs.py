@@ -48,13 +48,18 @@ def pairs_mlp(
     """
     p, n_pre, h = a.shape
     n_post = b.shape[1]
-    post_block = max(1, min(n_post, PAIR_BLOCK // (p * n_pre * h)))
-    w = torch.empty(p, n_post, n_pre, dtype=a.dtype, device=a.device)
-    # In-place bias and ReLU: each saves a pass over the largest tensors of the decode.
     relu = act is torch.relu
     track = torch.is_grad_enabled() and any(
         t.requires_grad for t in (a, b, out, *[x for layer in layers for x in layer])
     )
+    # Under autograd every block is kept for the backward pass anyway, so blocks
+    # are larger (fewer, bigger products); without it they stay cache-sized.
+    budget = PAIR_BLOCK * 16 if track else PAIR_BLOCK
+    post_block = max(1, min(n_post, budget // (p * n_pre * h)))
+    # Under autograd the blocks are concatenated once: writing each into a shared
+    # matrix would make the backward pass copy the whole gradient once per block.
+    w = None if track else torch.empty(p, n_post, n_pre, dtype=a.dtype, device=a.device)
+    blocks = []
     for s in range(0, n_post, post_block):
         e = min(n_post, s + post_block)
         x = torch.add(b[:, s:e, None, :], a[:, None])
@@ -65,8 +70,8 @@ def pairs_mlp(
         for wt, bias in layers:
             x = torch.bmm(x, wt).add_(bias)
             x = x.relu_() if relu else act(x)
-        if track:  # autograd records no out= product; the copy into w it does record
-            w[:, s:e] = torch.bmm(x, out).view(p, e - s, n_pre)
+        if w is None:
+            blocks.append(torch.bmm(x, out).view(p, e - s, n_pre))
         else:
             torch.bmm(x, out, out=w[:, s:e].view(p, -1, 1))
-    return w
+    return torch.cat(blocks, dim=1) if w is None else w
