@@ -123,7 +123,11 @@ ALGORITHMS: dict[str, Algorithm] = {
             },
             pareto=True,
         ),
-        Algorithm("gradient", None, {"population_size": 1, "learning_rate": 0.01}),
+        Algorithm(
+            "gradient",
+            None,
+            {"population_size": 1, "learning_rate": 0.01, "lr_schedule": "constant"},
+        ),
     )
 }
 

@@ -49,6 +49,7 @@ import tomli_w
 import torch
 
 from evo.algorithms import ALGORITHMS, algorithm
+from evo.gradient import LR_SCHEDULES
 from evo.objectives import DATASETS, OBJECTIVES, Objective, make_objective
 from evo.problem import MODES, GenomeProblem
 from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
@@ -191,6 +192,8 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     )
     if name == "gradient" and params["population_size"] != 1:
         _fail(source, "algorithm.population_size", "must be 1 for the gradient optimiser")
+    if name == "gradient":
+        _choice(source, "algorithm.lr_schedule", params["lr_schedule"], LR_SCHEDULES)
     if name == "pgpe" and params.get("symmetric", True) and params["population_size"] % 2:
         _fail(source, "algorithm.population_size", "must be even for symmetric PGPE")
     cfg["algorithm"] = {"name": name, **params}

@@ -9,14 +9,21 @@ descent): at equal genome size, how far is evolution from what gradients reach?
 `GradientEngine` has the interface of `evo.algorithms.EvoEngine`, so the run
 driver writes the same run directory, metrics, checkpoints and genome files.
 A step whose loss or gradient is not finite leaves the genome unchanged and is
-counted like a non-finite fitness.
+counted like a non-finite fitness. The learning rate is constant, or follows a
+cosine from `learning_rate` to 0 over the run's generations (Loshchilov and
+Hutter, SGDR, 2017); it is a function of the generation alone, so a resumed
+run steps exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from evo.problem import GenomeProblem
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class GradientEngine:
@@ -24,20 +31,35 @@ class GradientEngine:
 
     name = "gradient"
 
-    def __init__(self, problem: GenomeProblem, hyper: dict):
+    def __init__(self, problem: GenomeProblem, hyper: dict, generations: int = 1):
         if problem.mode != "weighted":
             raise ValueError("the gradient optimiser needs task.mode = 'weighted'")
         self.problem = problem
         # The initial genome is drawn exactly as evolution draws its first center.
         start = problem.generate_values(1).as_subclass(torch.Tensor).detach().clone()
         self.genome = start.requires_grad_(True)
-        self.optimizer = torch.optim.Adam([self.genome], lr=float(hyper.get("learning_rate", 0.01)))
+        self.learning_rate = float(hyper.get("learning_rate", 0.01))
+        self.schedule = hyper.get("lr_schedule", "constant")
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
+            )
+        self.generations = max(1, int(generations))
+        self.optimizer = torch.optim.Adam([self.genome], lr=self.learning_rate)
+
+    def lr(self, generation: int) -> float:
+        if self.schedule == "constant":
+            return self.learning_rate
+        progress = min(1.0, generation / self.generations)
+        return 0.5 * self.learning_rate * (1.0 + math.cos(math.pi * progress))
 
     def step(self, generation: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One Adam step on the generation's minibatch; the genome before it and its evals."""
         p = self.problem
         p.set_generation(generation)
         self.optimizer.zero_grad(set_to_none=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr(generation)
         with torch.enable_grad():
             scores = p.score(self.genome, generation, exact=False)
             loss = p.loss(scores)[0]

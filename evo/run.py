@@ -61,7 +61,7 @@ def make_engine(problem: GenomeProblem, cfg: dict[str, Any]) -> Any:
     name = alg.pop("name")
     hyper = {k: v for k, v in alg.items() if v is not None}
     if name == "gradient":
-        return GradientEngine(problem, hyper)
+        return GradientEngine(problem, hyper, generations=cfg["generations"])
     return EvoEngine(problem, name, hyper)
 
 

@@ -174,6 +174,22 @@ def test_gradient_lowers_the_loss(tmp_path):
     assert sum(loss[-5:]) / 5 < 0.8 * sum(loss[:5]) / 5
 
 
+def test_gradient_cosine_schedule_decays_to_zero(tmp_path):
+    cfg = tiny(
+        generations=6,
+        algorithm={"name": "gradient", "population_size": 1, "lr_schedule": "cosine"},
+    )
+    res = new_run(cfg, tmp_path, progress=False)
+    assert res.generation == 6
+    from evo.gradient import GradientEngine
+
+    problem = C.build_problem(C.resolve(C.validate(cfg)))
+    engine = GradientEngine(problem, {"learning_rate": 0.2, "lr_schedule": "cosine"}, 6)
+    assert [round(engine.lr(g), 6) for g in (0, 3, 6)] == [0.2, 0.1, 0.0]
+    with pytest.raises(C.ConfigError, match=r"algorithm\.lr_schedule: 'step' is not valid"):
+        tiny(algorithm={"name": "gradient", "population_size": 1, "lr_schedule": "step"})
+
+
 def test_best_genome_file_and_cli_report(tmp_path):
     from genome.files import load_genome
 
