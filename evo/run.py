@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import shutil
 import signal
 import threading
 import time
@@ -37,6 +36,7 @@ from evo import config as C
 from evo.algorithms import EvoEngine
 from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from evo.gradient import GradientEngine
+from evo.outputs import fitness_dict, selection_score, write_genome, write_pareto
 from evo.problem import GenomeProblem, connect_ray
 from genome.files import write_atomic
 
@@ -73,15 +73,6 @@ def metric_columns(problem: GenomeProblem) -> list[str]:
     for obj in problem.objectives:
         cols += [f"test_{obj.name}_{m}" for m in obj.test_metrics]
     return cols
-
-
-def selection_score(problem: GenomeProblem, evals: torch.Tensor) -> torch.Tensor:
-    """One score per individual, lower is better: the fitness, or in Pareto mode its weighted sum."""
-    n = problem.n_objectives
-    if n == 1:
-        return evals[:, 0].double()
-    w = torch.tensor(problem.weights, dtype=torch.float64)
-    return (evals[:, :n].double() * w).sum(dim=1)
 
 
 def _generation_row(problem: GenomeProblem, evals: torch.Tensor) -> dict[str, float]:
@@ -122,13 +113,13 @@ def _champion(
             fit, data = problem.fitness(problem.score(best["genome"][None], gen, exact=False))
         again = torch.cat([fit, data], dim=1).cpu()
         if float(selection_score(problem, again)[0]) <= float(score[i]):
-            fitness = _fitness_dict(problem, again[0])
+            fitness = fitness_dict(problem, again[0])
             return {**best, "score": fitness["fitness"], "fitness": fitness}
     return {
         "genome": values[i].clone(),
         "score": float(score[i]),
         "generation": gen,
-        "fitness": _fitness_dict(problem, evals[i]),
+        "fitness": fitness_dict(problem, evals[i]),
         "test": {},
     }
 
@@ -187,25 +178,6 @@ def _progress(enabled: bool) -> Any:
         disable=not enabled,
         transient=False,
     )
-
-
-def _write_genome(
-    path: Path, genome: torch.Tensor, problem: GenomeProblem, fitness: dict, lineage: dict
-) -> Path:
-    from genome.files import save_genome
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A genome file keeps finite numbers only (an AUC is NaN when a batch has one class).
-    fitness = {k: v for k, v in fitness.items() if math.isfinite(v)}
-    save_genome(path, genome.detach().cpu(), problem.decoder, fitness=fitness, lineage=lineage)
-    return path
-
-
-def _fitness_dict(problem: GenomeProblem, evals: torch.Tensor) -> dict[str, float]:
-    n = problem.n_objectives
-    out = {"fitness": float(selection_score(problem, evals[None])[0])}
-    out.update({c: float(evals[n + j]) for j, c in enumerate(problem.columns[:-1])})
-    return out
 
 
 def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True) -> RunResult:
@@ -342,7 +314,7 @@ def _finish(
     if best is not None and not best["test"]:
         best["test"] = _test(problem, best["genome"])
     if best is not None:
-        best_path = _write_genome(
+        best_path = write_genome(
             run_dir / BEST,
             best["genome"],
             problem,
@@ -350,7 +322,7 @@ def _finish(
             {**lineage, "generation": best["generation"]},
         )
     if problem.mode == "pareto" and not interrupted:
-        _write_pareto(run_dir, problem, engine, lineage, generation)
+        write_pareto(run_dir, problem, engine, lineage, generation)
     plot_run(run_dir)
     return RunResult(
         run_dir=run_dir,
@@ -362,48 +334,6 @@ def _finish(
         nan_count=int(state["nan_total"]),
         interrupted=interrupted,
     )
-
-
-def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
-    """Indices of the non-dominated rows of fitness [N, K] (all minimised), batched."""
-    a, b = fitness[:, None, :], fitness[None, :, :]
-    dominated = ((b <= a).all(dim=2) & (b < a).any(dim=2)).any(dim=1)
-    return torch.nonzero(~dominated).flatten()
-
-
-def _write_pareto(
-    run_dir: Path, problem: GenomeProblem, engine: Any, lineage: dict, generation: int
-) -> None:
-    values, evals = engine.population()
-    n = problem.n_objectives
-    front = pareto_front(evals[:, :n])
-    # The new front goes to a fresh folder that replaces the old one whole, so no
-    # genome of an earlier, larger front is left beside it.
-    final, tmp = run_dir / "pareto", run_dir / "pareto.new"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    # Duplicates (identical objective vectors) are kept once.
-    seen: set[tuple[float, ...]] = set()
-    k = 0
-    for i in front.tolist():
-        key = tuple(evals[i, :n].tolist())
-        if key in seen or evals[i, -1] != 0:
-            continue
-        seen.add(key)
-        _write_genome(
-            tmp / f"{k:03d}.genome",
-            values[i],
-            problem,
-            _fitness_dict(problem, evals[i]),
-            {**lineage, "generation": generation - 1},
-        )
-        k += 1
-    old = run_dir / "pareto.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _fmt(v: Any) -> Any:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import tomllib
+from run_configs import changed
 from typer.testing import CliRunner
 
 from evo import config as C
@@ -23,14 +23,7 @@ BASE = {
 
 
 def _with(**changes):
-    raw = copy.deepcopy(BASE)
-    for path, value in changes.items():
-        *head, last = path.split("__")
-        d = raw
-        for k in head:
-            d = d.setdefault(k, {})
-        d[last] = value
-    return raw
+    return changed(BASE, **changes)
 
 
 @pytest.mark.parametrize(

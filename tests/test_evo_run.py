@@ -4,13 +4,13 @@ wiring and the gradient optimiser lower what they should."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import math
 from typing import Any, ClassVar
 
 import pytest
 import torch
+from run_configs import changed
 from typer.testing import CliRunner
 
 from evo import config as C
@@ -18,7 +18,8 @@ from evo.algorithms import ALGORITHMS
 from evo.checkpoint import read_state
 from evo.cli import app
 from evo.objectives import OBJECTIVES, Objective
-from evo.run import new_run, pareto_front, resume_run
+from evo.outputs import pareto_front
+from evo.run import new_run, resume_run
 
 TINY: dict[str, Any] = {
     "seed": 0,
@@ -34,14 +35,7 @@ TINY: dict[str, Any] = {
 
 
 def tiny(**changes: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(TINY)
-    for path, value in changes.items():
-        *head, last = path.split("__")
-        d = raw
-        for k in head:
-            d = d.setdefault(k, {})
-        d[last] = value
-    return C.resolve(C.validate(raw, "test"), "test")
+    return C.resolve(C.validate(changed(TINY, **changes), "test"), "test")
 
 
 def rows(run_dir) -> list[dict[str, str]]:

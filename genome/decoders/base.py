@@ -57,7 +57,6 @@ class Decoder(ABC):
         self.settings: dict[str, Any] = self._validate(merged)
         self.standardize: bool = self.settings["standardize"]
         self._cache: dict[tuple, Any] = {}
-        self.check_layout(layout)
 
     default_standardize: ClassVar[bool] = True
 

@@ -1,0 +1,88 @@
+"""What a run writes besides its metrics: genome files and the Pareto front.
+
+Every genome file carries its fitness (finite values only) and lineage (run,
+generation, seed, objectives), so a genome found in a run directory says where
+it came from. In Pareto mode the non-dominated set (NSGA-II's first front,
+Deb et al., IEEE TEC 2002) replaces the previous `pareto/` folder whole.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evo.problem import GenomeProblem
+
+
+def selection_score(problem: GenomeProblem, evals: torch.Tensor) -> torch.Tensor:
+    """One score per individual, lower is better: the fitness, or in Pareto mode its weighted sum."""
+    n = problem.n_objectives
+    if n == 1:
+        return evals[:, 0].double()
+    w = torch.tensor(problem.weights, dtype=torch.float64)
+    return (evals[:, :n].double() * w).sum(dim=1)
+
+
+def write_genome(
+    path: Path, genome: torch.Tensor, problem: GenomeProblem, fitness: dict, lineage: dict
+) -> Path:
+    from genome.files import save_genome
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A genome file keeps finite numbers only (an AUC is NaN when a batch has one class).
+    fitness = {k: v for k, v in fitness.items() if math.isfinite(v)}
+    save_genome(path, genome.detach().cpu(), problem.decoder, fitness=fitness, lineage=lineage)
+    return path
+
+
+def fitness_dict(problem: GenomeProblem, evals: torch.Tensor) -> dict[str, float]:
+    n = problem.n_objectives
+    out = {"fitness": float(selection_score(problem, evals[None])[0])}
+    out.update({c: float(evals[n + j]) for j, c in enumerate(problem.columns[:-1])})
+    return out
+
+
+def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
+    """Indices of the non-dominated rows of fitness [N, K] (all minimised), batched."""
+    a, b = fitness[:, None, :], fitness[None, :, :]
+    dominated = ((b <= a).all(dim=2) & (b < a).any(dim=2)).any(dim=1)
+    return torch.nonzero(~dominated).flatten()
+
+
+def write_pareto(
+    run_dir: Path, problem: GenomeProblem, engine: Any, lineage: dict, generation: int
+) -> None:
+    values, evals = engine.population()
+    n = problem.n_objectives
+    front = pareto_front(evals[:, :n])
+    # The new front goes to a fresh folder that replaces the old one whole, so no
+    # genome of an earlier, larger front is left beside it.
+    final, tmp = run_dir / "pareto", run_dir / "pareto.new"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    # Duplicates (identical objective vectors) are kept once.
+    seen: set[tuple[float, ...]] = set()
+    k = 0
+    for i in front.tolist():
+        key = tuple(evals[i, :n].tolist())
+        if key in seen or evals[i, -1] != 0:
+            continue
+        seen.add(key)
+        write_genome(
+            tmp / f"{k:03d}.genome",
+            values[i],
+            problem,
+            fitness_dict(problem, evals[i]),
+            {**lineage, "generation": generation - 1},
+        )
+        k += 1
+    old = run_dir / "pareto.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
