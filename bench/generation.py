@@ -11,7 +11,8 @@ objective). For each workload: its time (best of --repeats), its floating-point
 operation count (decode, weight scaling, forward), the achieved rate as a
 fraction of the matmul rate measured in the same process (a square float32
 GEMM), the ratio to a Python loop that scores one individual at a time (the
-baseline), and the peak resident memory of one step at P=1,024 (measured in a
+baseline), the ratio to the same batched step on the plain torch decode path
+(`INNATE_KERNELS=torch`, see genome/native), and the peak resident memory of one step at P=1,024 (measured in a
 fresh subprocess, above the memory held before the step).
 
     python bench/generation.py [--repeats 5] [--device cpu] [--json out.json]
@@ -32,7 +33,7 @@ import torch
 
 from evo.objectives import make_objective
 from evo.problem import GenomeProblem
-from genome import Layout
+from genome import Layout, native
 from genome.decoders import GNet
 
 
@@ -173,6 +174,8 @@ def run(name: str, repeats: int, device: str, rate: float) -> dict:
     problem, population = setup(w, w.population_size, device)
     decoder = problem.decoder
     batched = best_time(Stepper(problem, population), repeats, device)
+    with native.use("torch"):
+        torch_path = best_time(Stepper(problem, population), repeats, device)
     loop = best_time(Stepper(problem, population, loop=True), max(1, repeats // 2), device)
     check, reference = Stepper(problem, population), Stepper(problem, population, loop=True)
     torch.testing.assert_close(check(), reference(), rtol=1e-4, atol=1e-4)
@@ -190,6 +193,9 @@ def run(name: str, repeats: int, device: str, rate: float) -> dict:
         "gflop": flops / 1e9,
         "gflop_per_s": flops / batched / 1e9,
         "matmul_fraction": flops / batched / rate,
+        "native_decode": native.applies(population),
+        "torch_path_step_s": torch_path,
+        "speedup_vs_torch_path": torch_path / batched,
         "loop_s": loop,
         "speedup_vs_loop": loop / batched,
         "peak_mib_p1024": peak_memory(name, 1024, device),
@@ -211,7 +217,8 @@ def main() -> None:
     rate = matmul_rate(args.device)
     print(
         f"device {args.device}, {torch.get_num_threads()} threads, "
-        f"matmul rate {rate / 1e9:.1f} GFLOP/s (2048x2048 float32)"
+        f"matmul rate {rate / 1e9:.1f} GFLOP/s (2048x2048 float32), "
+        f"decode kernels: {native.mode()}"
     )
     rows = [run(n, args.repeats, args.device, rate) for n in args.workload or list(WORKLOADS)]
     for r in rows:
@@ -221,6 +228,8 @@ def main() -> None:
             f"(decode {r['decode_s'] * 1e3:7.1f} ms)  {r['gflop']:6.2f} GFLOP  "
             f"{r['gflop_per_s']:6.1f} GFLOP/s = {100 * r['matmul_fraction']:4.1f}% of matmul  "
             f"loop {r['loop_s'] * 1e3:8.1f} ms -> {r['speedup_vs_loop']:5.1f}x  "
+            f"torch path {r['torch_path_step_s'] * 1e3:7.1f} ms -> "
+            f"{r['speedup_vs_torch_path']:4.1f}x  "
             f"peak@P=1024 {r['peak_mib_p1024']:7.1f} MiB"
         )
     if args.json:

@@ -7,12 +7,19 @@ import math
 import pytest
 import torch
 
-from genome import DECODERS, Layout, make_decoder
+from genome import DECODERS, Layout, make_decoder, native
 from genome.decoders import CPPN, Connectome, Direct, GNet
 from genome.decoders.base import layer_gain
 
 LAYOUT = Layout.build((6, 5), [4], 3)
 NAMES = sorted(DECODERS)
+
+
+@pytest.fixture(autouse=True, params=["native", "torch"])
+def kernels(request):
+    """Every test runs on both decode paths: the native CPU kernels and plain torch."""
+    with native.use(request.param):
+        yield request.param
 
 
 def population(decoder, n=8, seed=0, dtype=torch.float64):

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from genome import native
 from genome.layout import CODES, Layout
 from genome.phenotype import Phenotype
 from genome.spec import Block, GenomeSpec
@@ -33,7 +34,7 @@ from genome.spec import Block, GenomeSpec
 DECODE_MEMORY = 256 * 2**20
 # The widest decoder `for_compression` considers.
 MAX_WIDTH = 4096
-_REL_EPS = 1e-10
+_REL_EPS = native.REL_EPS
 # Bound on |log gain|, so that no genome grows a network of exploding scale.
 _LOG_GAIN_BOUND = 3.0
 
@@ -158,11 +159,32 @@ class Decoder(ABC):
         for start in range(0, p, chunk_size):
             stop = min(p, start + chunk_size)
             genes = spec.split(population[start:stop])
-            raw_w, raw_b = self._raw(genes, layout)
-            for k, (w, b) in enumerate(zip(raw_w, raw_b, strict=True)):
-                weights[k][start:stop] = self._scale(w, genes.get(f"l{k}.gain"))
+            outs = [w[start:stop] for w in weights]
+            for k, b in enumerate(self._decode_into(genes, layout, outs)):
                 biases[k][start:stop] = b
         return Phenotype(weights, biases, layout)
+
+    def _decode_into(
+        self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Write each layer's scaled weights into outs[k]; return the biases.
+
+        The default runs `_raw` and then scales; a decoder with a fused path
+        (raw weights scaled while still in cache) overrides it.
+        """
+        raw_w, raw_b = self._raw(genes, layout)
+        for k, w in enumerate(raw_w):
+            gain = genes.get(f"l{k}.gain")
+            if self.standardize and native.applies(w, gain):
+                native.standardize(w, self.multiplier(w.shape[2], gain), outs[k])
+            else:
+                outs[k].copy_(self._scale(w, gain))
+        return raw_b
+
+    @staticmethod
+    def multiplier(fan_in: int, gain: torch.Tensor) -> torch.Tensor:
+        """What units' standardised weights are multiplied by: He x layer gain, [p]."""
+        return math.sqrt(2.0 / fan_in) * layer_gain(gain)[:, 0]
 
     def _scale(self, w: torch.Tensor, gain: torch.Tensor | None) -> torch.Tensor:
         he = math.sqrt(2.0 / w.shape[2])

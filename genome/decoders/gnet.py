@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from genome import native
 from genome.decoders.base import Block, Decoder, check_code, check_widths
 from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp, project
 from genome.layout import Layout
@@ -78,24 +79,57 @@ class GNet(Decoder):
     def _raw(
         self, genes: dict[str, torch.Tensor], layout: Layout
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        some = next(iter(genes.values()))
-        codes = self._codes(layout, some)
         n_hidden = len(self.settings["hidden"])
-        weights, biases = [], []
-        for k in range(layout.n_layers):
-            pre, post = codes[k], codes[k + 1]
-            a = project(pre, genes[f"l{k}.pre"])  # [p, n_pre, h]
-            b = project(post, genes[f"l{k}.post"]) + genes[f"l{k}.b1"][:, None]
+        weights = []
+        for k, (a, b) in enumerate(self._projections(genes, layout)):
             layers = [
                 (genes[f"l{k}.w{j + 1}"].transpose(1, 2), genes[f"l{k}.b{j + 1}"][:, None])
                 for j in range(1, n_hidden)
             ]
             out = genes[f"l{k}.out"][:, :, None]  # [p, h, 1]
             weights.append(pairs_mlp(a, b, layers, out))
-            biases.append(
-                project(post, genes[f"l{k}.bias"][:, None])[..., 0] + genes[f"l{k}.bias0"]
+        return weights, self._biases(genes, layout)
+
+    def _decode_into(
+        self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        if not native.applies(*genes.values()):
+            return super()._decode_into(genes, layout, outs)
+        # Fused: the projections, then the per-pair MLP and the scaling in one pass
+        # over each weight row.
+        h = self.settings["hidden"]
+        codes = self._codes(layout, next(iter(genes.values())))
+        for k, out in enumerate(outs):
+            a = native.project(codes[k], genes[f"l{k}.pre"])
+            b = native.project(codes[k + 1], genes[f"l{k}.post"], genes[f"l{k}.b1"])
+            params = [genes[f"l{k}.{x}{j + 1}"].flatten(1) for j in range(1, len(h)) for x in "wb"]
+            params = torch.cat([*params, genes[f"l{k}.out"]], dim=1)
+            fan_in = out.shape[2]
+            mult = self.multiplier(fan_in, genes[f"l{k}.gain"]) if self.standardize else None
+            native.pairs_mlp(a, b, params, h, out, mult)
+            if mult is None:
+                out.mul_((2.0 / fan_in) ** 0.5)
+        return self._biases(genes, layout)
+
+    def _projections(
+        self, genes: dict[str, torch.Tensor], layout: Layout
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer: presynaptic projections a [p, n_pre, h] and postsynaptic b [p, n_post, h]."""
+        codes = self._codes(layout, next(iter(genes.values())))
+        return [
+            (
+                project(codes[k], genes[f"l{k}.pre"]),
+                project(codes[k + 1], genes[f"l{k}.post"]) + genes[f"l{k}.b1"][:, None],
             )
-        return weights, biases
+            for k in range(layout.n_layers)
+        ]
+
+    def _biases(self, genes: dict[str, torch.Tensor], layout: Layout) -> list[torch.Tensor]:
+        codes = self._codes(layout, next(iter(genes.values())))
+        return [
+            project(codes[k + 1], genes[f"l{k}.bias"][:, None])[..., 0] + genes[f"l{k}.bias0"]
+            for k in range(layout.n_layers)
+        ]
 
     def decode_flops(self, layout: Layout | None = None) -> int:
         layout = layout or self.layout

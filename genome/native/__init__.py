@@ -1,0 +1,314 @@
+"""Native CPU kernels for decoding: a fused per-pair MLP and row standardisation.
+
+The batched torch path of a per-pair MLP (`genome.decoders.pairs.pairs_mlp`)
+writes every hidden layer of every neuron pair to memory, and runs each small
+[n, h] x [h, h] product as its own GEMM: at the widths a compressed genome
+uses (h = 5 to 30) that is memory- and overhead-bound. The kernel in
+`pairs.cpp` computes a tile of pairs with all hidden activations in vector
+registers, then standardises each finished row while it is still in cache and
+writes it once.
+
+It is compiled on first use with the system C++ compiler (``$CXX``, else
+``g++``), specialised for the MLP's widths and the float type, and cached in
+``$INNATE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/innate`` or
+``~/.cache/innate``) under a name that hashes the source and flags. Rows are
+split over `torch.get_num_threads()` threads. Every sum runs in a fixed order
+with contraction off, so the bits are the same for any thread count and any
+x86 or ARM instruction set (they differ from the torch path by rounding).
+
+`INNATE_KERNELS` chooses the path: ``auto`` (default: native where it applies,
+the torch path with one warning if the compiler is missing), ``native``
+(required: a missing compiler is an error) or ``torch`` (never native). The
+native path applies to CPU tensors of float32 or float64 that autograd does
+not track; gradients and GPUs use torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+MODES = ("auto", "native", "torch")
+ENV = "INNATE_KERNELS"
+SOURCE = Path(__file__).with_name("pairs.cpp")
+_FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno")
+_TYPES = {torch.float32: "float", torch.float64: "double"}
+_override: str | None = None
+_lock = threading.Lock()
+_warned = False
+
+
+class NativeUnavailable(RuntimeError):
+    """The native kernels were required (INNATE_KERNELS=native) but cannot be built."""
+
+
+def mode() -> str:
+    """The kernel mode in force: `use` if set, else $INNATE_KERNELS, else auto."""
+    if _override is not None:
+        return _override
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV}={value!r} is not a kernel mode; valid modes: {', '.join(MODES)}")
+    return value
+
+
+@contextlib.contextmanager
+def use(kernel_mode: str) -> Iterator[None]:
+    """Run a block with the given kernel mode (for tests and benchmarks)."""
+    global _override
+    if kernel_mode not in MODES:
+        raise ValueError(f"unknown kernel mode {kernel_mode!r}; valid modes: {', '.join(MODES)}")
+    previous, _override = _override, kernel_mode
+    try:
+        yield
+    finally:
+        _override = previous
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """Whether the native path decodes these tensors (mode, device, dtype, autograd)."""
+    if mode() == "torch":
+        return False
+    t = tensors[0]
+    if t.device.type != "cpu" or t.dtype not in _TYPES:
+        return False
+    if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
+        return False
+    return _library(_TYPES[t.dtype], (8, 8)) is not None
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("INNATE_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
+
+
+def _flags() -> list[str]:
+    flags = list(_FLAGS)
+    # Wider vectors only change speed: with contraction off, every lane rounds
+    # as it would with the baseline instruction set.
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags.append("-mavx2")
+    return flags
+
+
+def _library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | None:
+    """The kernel library for a float type and MLP widths; None when it cannot be built."""
+    lib = _build(real, widths)
+    if isinstance(lib, str):
+        if mode() == "native":
+            raise NativeUnavailable(f"cannot build the native decode kernels: {lib}")
+        _warn_once(lib)
+        return None
+    return lib
+
+
+@functools.cache
+def _build(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
+    """The compiled library (cached on disk and in memory), or why it cannot be built."""
+    compiler = os.environ.get("CXX", "g++")
+    defines = [
+        f"-DREAL={real}",
+        f"-DWIDTHS={','.join(map(str, widths))}",
+        f"-DN_WIDTHS={len(widths)}",
+    ]
+    flags = _flags()
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, *(s.encode() for s in [*flags, *defines])]))
+    name = f"pairs-{real}-{'x'.join(map(str, widths))}-{key.hexdigest()[:16]}.so"
+    path = cache_dir() / "kernels" / name
+    if not path.exists():
+        error = _compile(compiler, [*flags, *defines], path)
+        if error is not None:
+            return error
+    lib = ctypes.CDLL(str(path))
+    i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
+    lib.innate_pairs.argtypes = [i64] * 6 + [ptr] * 5 + [dbl, dbl]
+    lib.innate_pairs.restype = None
+    lib.innate_project.argtypes = [i64] * 4 + [ptr] * 4
+    lib.innate_project.restype = None
+    lib.innate_standardize.argtypes = [i64] * 4 + [ptr] * 3 + [dbl, dbl]
+    lib.innate_standardize.restype = None
+    return lib
+
+
+def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
+    """Compile the source to `path` atomically; the error text, or None on success."""
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler {compiler!r} on PATH (set CXX, or {ENV}=torch)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".build-", suffix=".so")
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [compiler, *flags, str(SOURCE), "-o", tmp],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            return f"{compiler} failed: {proc.stderr.strip()[-2000:]}"
+        os.replace(tmp, path)  # concurrent builders write the same bytes
+        return None
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"{compiler} failed: {e}"
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _warn_once(error: str) -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            f"innate: native decode kernels unavailable, using the slower torch path ({error})",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def _pool(n: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="innate-native")
+
+
+def _parallel_rows(rows: int, call) -> None:
+    """call(row0, row1) over `rows` rows, split across torch's thread count (ctypes drops the GIL)."""
+    n = max(1, min(torch.get_num_threads(), rows // 16 or 1))
+    if n == 1:
+        call(0, rows)
+        return
+    bounds = [rows * i // n for i in range(n + 1)]
+    pool = _pool(n - 1)
+    futures = [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    call(bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def padded(n: int, dtype: torch.dtype) -> int:
+    """n rounded up to a whole number of vector lanes (the kernel layout's row length)."""
+    lanes = 256 // torch.finfo(dtype).bits
+    return -(-n // lanes) * lanes
+
+
+def to_kernel_layout(x: torch.Tensor) -> torch.Tensor:
+    """[p, n, h] -> [p, h, n_pad], zero-padded: the layout the pair kernel reads."""
+    p, n, h = x.shape
+    out = x.new_zeros(p, h, padded(n, x.dtype))
+    out[:, :, :n] = x.transpose(1, 2)
+    return out
+
+
+def project(
+    codes: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Codes [n, d] through per-individual weights [p, h, d] (+ bias [p, h]), in kernel layout.
+
+    Returns [p, h, n_pad]; each value is one sum in order of d, then the bias,
+    as `genome.decoders.pairs.project` computes it.
+    """
+    lib = _library(_TYPES[weights.dtype], (8, 8))
+    if lib is None:
+        raise NativeUnavailable("the native decode kernels are unavailable")
+    n, d = codes.shape
+    p, h, _ = weights.shape
+    n_pad = padded(n, weights.dtype)
+    codes_t = codes.new_zeros(d, n_pad)
+    codes_t[:, :n] = codes.T
+    weights = weights.contiguous()
+    bias = None if bias is None else bias.contiguous()
+    out = weights.new_empty(p, h, n_pad)
+    pointers = (_ptr(codes_t), _ptr(weights), _ptr(bias), _ptr(out))
+    _parallel_rows(p * h, lambda r0, r1: lib.innate_project(r0, r1, d, n_pad, *pointers))
+    return out
+
+
+def pairs_mlp(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    params: torch.Tensor,
+    widths: Sequence[int],
+    out: torch.Tensor,
+    mult: torch.Tensor | None = None,
+) -> None:
+    """Write the weights [p, n_post, n_pre] of a per-pair ReLU MLP into `out`.
+
+    a: [p, h0, n_pad(n_pre)] presynaptic projections and b: [p, h0,
+    n_pad(n_post)] postsynaptic projections plus the first bias, both in
+    kernel layout (`project`, `to_kernel_layout`); params [p, n]: for each
+    further layer its weight [h_l, h_{l-1}] and bias [h_l] flattened, then the
+    output weights [h_last]. With mult [p], each row is standardised and
+    multiplied by it.
+    """
+    widths = tuple(int(w) for w in widths)
+    lib = _library(_TYPES[a.dtype], widths)
+    if lib is None:
+        raise NativeUnavailable("the native decode kernels are unavailable")
+    p, n_post, n_pre = out.shape
+    n_params = sum(widths[i] * widths[i - 1] + widths[i] for i in range(1, len(widths)))
+    checks = {
+        "a": (a, (p, widths[0], padded(n_pre, a.dtype))),
+        "b": (b, (p, widths[0], padded(n_post, a.dtype))),
+        "params": (params, (p, n_params + widths[-1])),
+        "out": (out, (p, n_post, n_pre)),
+    }
+    for name, (t, shape) in checks.items():
+        if tuple(t.shape) != shape or t.dtype != a.dtype or not t.is_contiguous():
+            raise ValueError(
+                f"pairs_mlp: {name} must be a contiguous {a.dtype} tensor of shape {list(shape)} "
+                f"for widths {list(widths)}; got {t.dtype} {list(t.shape)}"
+            )
+    m = None if mult is None else mult.to(a.dtype).contiguous()
+    tiny = torch.finfo(a.dtype).tiny
+    sizes = (n_post, n_pre, a.shape[2], b.shape[2])
+    pointers = (_ptr(a), _ptr(b), _ptr(params), _ptr(out), _ptr(m))
+
+    def call(r0: int, r1: int) -> None:
+        lib.innate_pairs(r0, r1, *sizes, *pointers, REL_EPS, tiny)
+
+    _parallel_rows(p * n_post, call)
+
+
+def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
+    """out[i, o] = standardise(w[i, o, :]) * mult[i], for w [p, n_out, n_in] (out may be w)."""
+    lib = _library(_TYPES[w.dtype], (8, 8))
+    if lib is None:
+        raise NativeUnavailable("the native decode kernels are unavailable")
+    p, n_out, n_in = w.shape
+    w = w.contiguous()
+    if not out.is_contiguous() or out.shape != w.shape or out.dtype != w.dtype:
+        raise ValueError("standardize: out must be a contiguous tensor shaped like w")
+    m = mult.to(w.dtype).contiguous()
+    tiny = torch.finfo(w.dtype).tiny
+    pointers = (_ptr(w), _ptr(out), _ptr(m))
+
+    def call(r0: int, r1: int) -> None:
+        lib.innate_standardize(r0, r1, n_in, n_out, *pointers, REL_EPS, tiny)
+
+    _parallel_rows(p * n_out, call)
+
+
+# The relative variance floor of standardisation: a row constant up to rounding
+# becomes ~zeros, while a genome of any scale standardises.
+REL_EPS = 1e-10

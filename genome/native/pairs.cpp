@@ -1,0 +1,215 @@
+// Fused per-pair MLP and row standardisation for the CPU decode path.
+//
+// Compiled on first use by genome/native/__init__.py, specialised for one
+// floating-point type (REAL) and one set of MLP widths (WIDTHS, N_WIDTHS), so
+// that every loop over a hidden layer has a constant trip count: the compiler
+// unrolls it and keeps the activations of LANES neuron pairs in vector
+// registers. Nothing of shape [pairs, hidden] is ever written to memory, which
+// is what makes the batched torch path memory-bound.
+//
+// Floating-point contraction is off (-ffp-contract=off) and every sum runs in
+// a fixed order, so a weight's bits depend neither on the thread count nor on
+// the instruction set the compiler targets.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#ifndef REAL
+#define REAL float
+#endif
+#ifndef WIDTHS
+#define WIDTHS 8, 8
+#define N_WIDTHS 2
+#endif
+
+typedef REAL vec __attribute__((vector_size(32)));
+static constexpr int LANES = 32 / sizeof(REAL);
+static constexpr int W[N_WIDTHS] = {WIDTHS};
+static constexpr int H0 = W[0];
+
+static constexpr int max_width() {
+    int m = 0;
+    for (int i = 0; i < N_WIDTHS; i++) m = W[i] > m ? W[i] : m;
+    return m;
+}
+static constexpr int HMAX = max_width();
+
+// Per-individual parameters, packed: for each further layer l (1..N_WIDTHS-1)
+// its weight [W[l]][W[l-1]] (row-major, as the genome stores it) then its bias
+// [W[l]]; then the output weights [W[N_WIDTHS-1]].
+static constexpr int n_params() {
+    int n = 0;
+    for (int l = 1; l < N_WIDTHS; l++) n += W[l] * W[l - 1] + W[l];
+    return n + W[N_WIDTHS - 1];
+}
+static constexpr int N_PARAMS = n_params();
+// Tiles of pairs computed together (each weight broadcast once for all), and
+// the unrolling of a hidden layer's inner loop: full for narrow layers, whose
+// activations stay in registers, partial for wide ones, whose full unrolling
+// overflows the instruction cache. Neither changes a result's bits.
+static constexpr int TILES = 3;
+static constexpr int K_UNROLL = HMAX <= 8 ? 64 : 4;
+
+static inline vec splat(REAL v) { return vec{} + v; }
+// max(x, 0) that keeps NaN, as torch.relu does.
+static inline vec relu(vec x) { return x < 0 ? vec{} : x; }
+
+// Weights of TILES x LANES pairs (one post neuron; pre neurons t .. t+TILES*LANES-1):
+// each weight is broadcast once and used for every tile.
+template <int NT>
+static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, const REAL* prm,
+                              vec* r) {
+    vec x[NT][HMAX], y[NT][HMAX];
+#pragma GCC unroll 64
+    for (int k = 0; k < H0; k++)
+#pragma GCC unroll 8
+        for (int u = 0; u < NT; u++) {
+            vec v;
+            std::memcpy(&v, a + k * n_pad + u * LANES, sizeof v);
+            x[u][k] = relu(v + bpost[k]);
+        }
+    const REAL* q = prm;
+#pragma GCC unroll 8
+    for (int l = 1; l < N_WIDTHS; l++) {
+        const REAL* wl = q;
+        const REAL* bl = q + W[l] * W[l - 1];
+#pragma GCC unroll 64
+        for (int j = 0; j < W[l]; j++) {
+            vec acc[NT];
+#pragma GCC unroll 8
+            for (int u = 0; u < NT; u++) acc[u] = splat(bl[j]);
+#pragma GCC unroll K_UNROLL
+            for (int k = 0; k < W[l - 1]; k++) {
+                const vec wk = splat(wl[j * W[l - 1] + k]);
+#pragma GCC unroll 8
+                for (int u = 0; u < NT; u++) acc[u] += wk * x[u][k];
+            }
+#pragma GCC unroll 8
+            for (int u = 0; u < NT; u++) y[u][j] = relu(acc[u]);
+        }
+#pragma GCC unroll 64
+        for (int j = 0; j < W[l]; j++)
+#pragma GCC unroll 8
+            for (int u = 0; u < NT; u++) x[u][j] = y[u][j];
+        q = bl + W[l];
+    }
+#pragma GCC unroll 8
+    for (int u = 0; u < NT; u++) r[u] = vec{};
+#pragma GCC unroll 64
+    for (int j = 0; j < W[N_WIDTHS - 1]; j++) {
+        const vec oj = splat(q[j]);
+#pragma GCC unroll 8
+        for (int u = 0; u < NT; u++) r[u] += oj * x[u][j];
+    }
+}
+
+// Standardise one row in place (zero mean, unit variance over n), times mult.
+// Sums run over LANES partial sums, combined in a fixed order.
+static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL tiny) {
+    if (n == 1) {
+        // One input: centring would zero it; keep its sign at the unit's scale.
+        REAL v = w[0];
+        w[0] = v * (REAL(1) / std::sqrt(v * v + tiny)) * mult;
+        return;
+    }
+    REAL part[LANES] = {};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += w[i + l];
+    for (int l = 0; i < n; i++, l++) part[l] += w[i];
+    REAL s = 0;
+    for (int l = 0; l < LANES; l++) s += part[l];
+    const REAL mean = s / REAL(n);
+    REAL sq[LANES] = {};
+    i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            REAL d = w[i + l] - mean;
+            sq[l] += d * d;
+        }
+    for (int l = 0; i < n; i++, l++) {
+        REAL d = w[i] - mean;
+        sq[l] += d * d;
+    }
+    REAL ss = 0;
+    for (int l = 0; l < LANES; l++) ss += sq[l];
+    const REAL var = ss / REAL(n);
+    const REAL floor = rel_eps * mean * mean + tiny;
+    const REAL inv = REAL(1) / std::sqrt(var + floor);
+    for (int64_t j = 0; j < n; j++) w[j] = (w[j] - mean) * inv * mult;
+}
+
+extern "C" {
+
+int innate_lanes() { return LANES; }
+int innate_n_params() { return N_PARAMS; }
+
+// Rows [row0, row1) of the weights w [p][n_post][n_pre], one row per (individual,
+// post neuron). a: [p][H0][n_pad] presynaptic projections, zero-padded to n_pad
+// (a multiple of LANES); b: [p][H0][b_stride] postsynaptic projections plus the
+// first bias; prm: [p][N_PARAMS]. If mult is not null, each row is then
+// standardised and multiplied by mult[individual] while it is still in cache.
+void innate_pairs(int64_t row0, int64_t row1, int64_t n_post, int64_t n_pre, int64_t n_pad,
+                  int64_t b_stride, const REAL* a, const REAL* b, const REAL* prm, REAL* w,
+                  const REAL* mult, double rel_eps, double tiny) {
+    for (int64_t r = row0; r < row1; r++) {
+        const int64_t i = r / n_post, o = r % n_post;
+        const REAL* ai = a + i * H0 * n_pad;
+        REAL bo[H0];
+        for (int k = 0; k < H0; k++) bo[k] = b[(i * H0 + k) * b_stride + o];
+        const REAL* pi = prm + i * N_PARAMS;
+        REAL* wr = w + r * n_pre;
+        int64_t t = 0;
+        vec v[TILES];
+        for (; t + TILES * LANES <= n_pre; t += TILES * LANES) {
+            pair_tiles<TILES>(ai + t, n_pad, bo, pi, v);
+            std::memcpy(wr + t, v, sizeof v);
+        }
+        for (; t + LANES <= n_pre; t += LANES) {
+            pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+            std::memcpy(wr + t, v, sizeof v[0]);
+        }
+        if (t < n_pre) {
+            pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+            REAL tmp[LANES];
+            std::memcpy(tmp, v, sizeof v[0]);
+            for (int64_t l = 0; t + l < n_pre; l++) wr[t + l] = tmp[l];
+        }
+        if (mult) standardize_row(wr, n_pre, mult[i], REAL(rel_eps), REAL(tiny));
+    }
+}
+
+// Projections of neuron codes through per-individual weights, in the layout
+// innate_pairs reads: rows [row0, row1) of out [p][h][n_pad], one row per
+// (individual, hidden unit); out[i][k][t] = sum_j codes_t[j][t] * wt[i][k][j]
+// (+ bias[i][k]), summed in order of j. codes_t: [d][n_pad], zero-padded.
+void innate_project(int64_t row0, int64_t row1, int64_t d, int64_t n_pad, const REAL* codes_t,
+                    const REAL* wt, const REAL* bias, REAL* out) {
+    for (int64_t r = row0; r < row1; r++) {
+        const REAL* wr = wt + r * d;
+        REAL* o = out + r * n_pad;
+        for (int64_t t = 0; t < n_pad; t += LANES) {
+            vec acc{};
+            for (int64_t j = 0; j < d; j++) {
+                vec c;
+                std::memcpy(&c, codes_t + j * n_pad + t, sizeof c);
+                acc += c * wr[j];
+            }
+            if (bias) acc += bias[r];
+            std::memcpy(o + t, &acc, sizeof acc);
+        }
+    }
+}
+
+// Rows [row0, row1) of src [rows][n]: dst = standardise(src) * mult[row / per].
+void innate_standardize(int64_t row0, int64_t row1, int64_t n, int64_t per, const REAL* src,
+                        REAL* dst, const REAL* mult, double rel_eps, double tiny) {
+    for (int64_t r = row0; r < row1; r++) {
+        REAL* d = dst + r * n;
+        if (d != src + r * n) std::memcpy(d, src + r * n, n * sizeof(REAL));
+        standardize_row(d, n, mult[r / per], REAL(rel_eps), REAL(tiny));
+    }
+}
+
+}  // extern "C"
