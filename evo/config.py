@@ -12,6 +12,7 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     weights = [1.0, 0.01]              # weighted sum; in Pareto mode, picks best.genome
     mode = "weighted"                  # or "pareto" (algorithm "ga" only)
     dataset = "digits"                 # for the digits objective: digits | mnist
+    augment = "none"                   # training batches; digits also: "shift" (+-2 px)
 
     [layout]                           # input and output come from the task
     hidden = [64]
@@ -66,7 +67,13 @@ TOP = {
     "device": "cpu",
 }
 SECTIONS = {
-    "task": {"objectives": None, "weights": None, "mode": None, "dataset": "digits"},
+    "task": {
+        "objectives": None,
+        "weights": None,
+        "mode": None,
+        "dataset": "digits",
+        "augment": "none",
+    },
     "layout": {"hidden": [64], "input": None, "output": None},
     "decoder": {"name": "gnet", "compression": 0.0, "settings": {}},
 }
@@ -170,6 +177,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
         )
     task["weights"] = [_number(source, f"task.weights[{i}]", x) for i, x in enumerate(w)]
     task["dataset"] = _choice(source, "task.dataset", task["dataset"], DATASETS)
+    task["augment"] = _choice(source, "task.augment", task["augment"], OBJECTIVES[data[0]].augments)
 
     alg = raw.get("algorithm", {})
     if not isinstance(alg, dict):
@@ -285,22 +293,24 @@ def run_name(cfg: dict[str, Any], time: str) -> str:
 
 
 # --- from a resolved config to the objects of a run ---------------------------------
-def make_objectives(cfg: dict[str, Any]) -> list[Objective]:
+def _objective(cfg: dict[str, Any], name: str) -> Objective:
     opts = {
         "batch_size": cfg["batch_size"],
         "device": cfg["device"],
         "dataset": cfg["task"]["dataset"],
     }
-    return [make_objective(name, **opts) for name in cfg["task"]["objectives"]]
+    # The augmentation belongs to the training data, so to the objective that reads it.
+    if OBJECTIVES[name].has_data:
+        opts["augment"] = cfg["task"].get("augment", "none")
+    return make_objective(name, **opts)
+
+
+def make_objectives(cfg: dict[str, Any]) -> list[Objective]:
+    return [_objective(cfg, name) for name in cfg["task"]["objectives"]]
 
 
 def data_objective(cfg: dict[str, Any]) -> Objective:
-    opts = {
-        "batch_size": cfg["batch_size"],
-        "device": cfg["device"],
-        "dataset": cfg["task"]["dataset"],
-    }
-    return make_objective(task_name(cfg), **opts)
+    return _objective(cfg, task_name(cfg))
 
 
 def build_layout(cfg: dict[str, Any]) -> Layout:

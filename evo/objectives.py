@@ -10,16 +10,18 @@ metrics that are only reported (accuracy, ROC-AUC). Registry `OBJECTIVES`
   and on the real LFW subset as the held-out test (the innate face detection
   of the genomic-bottleneck paper, Shuvaev et al., PNAS 2024);
 - ``digits``: cross-entropy on a minibatch of the digits (or MNIST) training
-  set; accuracy; test accuracy on its test split;
+  set, optionally augmented (``augment = "shift"``: random translations of up
+  to 2 pixels, `tasks.digits.shift_images`); accuracy; test accuracy on its
+  test split, never augmented;
 - ``wiring``: the wiring cost sum |w| * d of the grown network (the
   distance-only cost of seRNN, Achterberg et al., Nat Mach Intell 2023).
 
 ROC-AUC is the rank statistic of Mann and Whitney (tied scores share their
 mean rank), computed for the whole population at once with `searchsorted`.
 
-A minibatch is drawn from the generator it is given; the problem seeds that
-generator from (seed, generation), so fitness is a pure function of
-(genome, generation, seed).
+A minibatch, and its augmentation, is drawn from the generator it is given;
+the problem seeds that generator from (seed, generation), so fitness is a
+pure function of (genome, generation, seed).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import torch.nn.functional as F
 from genome.phenotype import Phenotype
 
 DATASETS = ("digits", "mnist")
+# tasks.AUGMENTS, named here so that reading a config does not load the tasks.
+AUGMENTS = ("none", "shift")
 
 
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -66,11 +70,26 @@ class Objective(ABC):
     test_metrics: ClassVar[tuple[str, ...]] = ()
     # Whether the objective reads images, and so fixes the layout's input and output.
     has_data: ClassVar[bool] = True
+    # The augmentations of its training batches it offers ("none": the batch as drawn).
+    augments: ClassVar[tuple[str, ...]] = ("none",)
 
-    def __init__(self, *, batch_size: int = 256, device: str = "cpu", dataset: str = "digits"):
+    def __init__(
+        self,
+        *,
+        batch_size: int = 256,
+        device: str = "cpu",
+        dataset: str = "digits",
+        augment: str = "none",
+    ):
+        if augment not in self.augments:
+            raise ValueError(
+                f"objective {self.name!r}: unknown augment {augment!r}; "
+                f"valid values: {', '.join(self.augments)}"
+            )
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.dataset = dataset
+        self.augment = augment
 
     @property
     def input_shape(self) -> tuple[int, int] | None:
@@ -144,6 +163,7 @@ class Digits(Objective):
     name = "digits"
     metrics = ("acc",)
     test_metrics = ("loss", "acc")
+    augments = AUGMENTS
 
     def _set(self) -> Any:
         if getattr(self, "_data_set", None) is None:
@@ -164,10 +184,11 @@ class Digits(Objective):
         return int(self._set().n_classes)
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        from tasks import minibatch
+        from tasks import augment, minibatch
 
         self._set()
-        return minibatch(*self._data_train, self.batch_size, generator)
+        x, y = minibatch(*self._data_train, self.batch_size, generator)
+        return augment(x, self.augment, generator), y
 
     @staticmethod
     def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -5,7 +5,8 @@
 - `tasks.natural`: patches of the photographs bundled with scikit-image, and
   procedural textures; the non-face imagery.
 - `tasks.digits`: labelled image sets with a fixed train/test split
-  (`ImageDataset`), by name from `DATASETS`, and `minibatch`.
+  (`ImageDataset`), by name from `DATASETS`, `minibatch`, and the training
+  augmentations `AUGMENTS` (`augment`).
 
 Nothing downloads: every image comes from an installed package. Every random
 function takes an explicit `torch.Generator`, every image is float32 and
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.digits import ImageDataset, load_digits, load_mnist, minibatch
+from tasks.digits import AUGMENTS, ImageDataset, augment, load_digits, load_mnist, minibatch
 from tasks.faces import lfw_faces, make_faces, normalize_images
 from tasks.natural import Device
 
@@ -34,8 +35,10 @@ def load_dataset(name: str, device: Device = "cpu") -> ImageDataset:
 
 
 __all__ = [
+    "AUGMENTS",
     "DATASETS",
     "ImageDataset",
+    "augment",
     "lfw_faces",
     "load_dataset",
     "load_digits",

@@ -44,6 +44,14 @@ def _with(**changes):
             r"task.dataset: 'cifar' is not valid; valid values: digits, mnist",
         ),
         (
+            _with(task__augment="flip"),
+            r"task.augment: 'flip' is not valid; valid values: none, shift",
+        ),
+        (
+            _with(task__objectives=["faces"], task__augment="shift"),
+            r"task.augment: 'shift' is not valid; valid values: none",
+        ),
+        (
             _with(algorithm__name="adam"),
             r"algorithm.name: 'adam' is not valid; valid values: snes, xnes, pgpe, cem, cmaes, ga, gradient",
         ),
@@ -80,6 +88,12 @@ def _with(**changes):
 def test_config_errors_name_field_and_valid_values(raw, pattern):
     with pytest.raises(C.ConfigError, match=pattern):
         C.resolve(C.validate(raw, "my.toml"), "my.toml")
+
+
+def test_augment_reaches_the_data_objective_only():
+    cfg = C.resolve(C.validate(_with(task__objectives=["digits", "wiring"], task__augment="shift")))
+    assert [o.augment for o in C.make_objectives(cfg)] == ["shift", "none"]
+    assert C.resolve(C.validate(BASE))["task"]["augment"] == "none"
 
 
 def test_decoder_setting_errors_come_from_the_decoder():

@@ -68,6 +68,25 @@ def test_digits_objective_matches_per_individual_loop():
     assert obj.test(ph)["acc"].shape == (4,)
 
 
+def test_digits_augmentation_is_seeded_keeps_labels_and_spares_the_test_set():
+    import tasks
+    from evo.objectives import AUGMENTS
+
+    assert AUGMENTS == tasks.AUGMENTS
+    plain, shifted = Digits(batch_size=32), Digits(batch_size=32, augment="shift")
+    x, y = plain.batch(torch.Generator().manual_seed(3))
+    ax, ay = shifted.batch(torch.Generator().manual_seed(3))
+    assert torch.equal(ay, y) and ax.shape == x.shape and not torch.equal(ax, x)
+    assert torch.equal(ax, shifted.batch(torch.Generator().manual_seed(3))[0])
+    _, ph = _phenotype(Layout.build(plain.input_shape, [16], plain.n_outputs))
+    test, test_shifted = plain.test(ph), shifted.test(ph)
+    assert all(torch.equal(test[k], test_shifted[k]) for k in test)
+    with pytest.raises(
+        ValueError, match=r"objective 'faces': unknown augment 'shift'; valid values: none"
+    ):
+        Faces(augment="shift")
+
+
 def test_wiring_objective_is_the_scale_free_wiring_cost():
     from genome.wiring import wiring_cost
 

@@ -10,15 +10,17 @@ import torch
 
 import tasks
 from tasks import (
+    AUGMENTS,
     DATASETS,
     ImageDataset,
+    augment,
     lfw_faces,
     load_dataset,
     make_faces,
     minibatch,
     normalize_images,
 )
-from tasks.digits import MNIST_HINT, stratified_split
+from tasks.digits import MAX_SHIFT, MNIST_HINT, shift_images, stratified_split
 from tasks.natural import natural_patches, textures
 
 
@@ -240,6 +242,46 @@ def test_minibatch_is_a_seeded_draw_without_replacement(digits):
     assert len(torch.unique(whole.flatten(1), dim=0)) == len(torch.unique(x.flatten(1), dim=0))
     with pytest.raises(ValueError, match="batch_size"):
         minibatch(x, y, len(x) + 1, _gen(0))
+
+
+def _shifted(image: torch.Tensor, dy: int, dx: int, m: int) -> torch.Tensor:
+    """Reference shift of one image [H, W]: border repeated, renormalised."""
+    h, w = image.shape
+    padded = torch.nn.functional.pad(image[None, None], (m,) * 4, mode="replicate")[0, 0]
+    return normalize_images(padded[m - dy : m - dy + h, m - dx : m - dx + w])
+
+
+def test_shift_moves_each_image_by_its_own_small_offset(digits):
+    x, _ = minibatch(digits.train_x, digits.train_y, 64, _gen(1))
+    out = shift_images(x, 2, _gen(7))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert torch.equal(out, shift_images(x, 2, _gen(7)))  # a pure function of the generator
+    assert not torch.equal(out, shift_images(x, 2, _gen(8)))
+    _assert_normalised(out)
+    offsets = []
+    for image, got in zip(x, out, strict=True):
+        found = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if torch.allclose(got, _shifted(image, dy, dx, 2), atol=1e-5)
+        ]
+        assert found, "every output is its image shifted by at most 2 pixels"
+        offsets.append(found[0])
+    assert len(set(offsets)) > 5  # offsets differ between images
+    assert torch.allclose(shift_images(x, 0, _gen(7)), x, atol=1e-5)
+    with pytest.raises(ValueError, match="max_shift"):
+        shift_images(x, -1, _gen(0))
+
+
+def test_augment_by_name(digits):
+    x = digits.train_x[:32]
+    assert AUGMENTS == ("none", "shift") and MAX_SHIFT == 2
+    assert augment(x, "none", _gen(0)) is x
+    assert torch.equal(augment(x, "shift", _gen(0)), shift_images(x, MAX_SHIFT, _gen(0)))
+    assert not torch.equal(augment(x, "shift", _gen(0)), x)
+    with pytest.raises(ValueError, match=r"unknown augment 'flip'; valid values: none, shift"):
+        augment(x, "flip", _gen(0))
 
 
 def test_package_exports():
