@@ -8,7 +8,10 @@ nodes (raylets). Only what this module starts is stopped.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,10 +20,10 @@ from typer.testing import CliRunner
 from evo import config as C
 from evo.checkpoint import read_state
 from evo.cli import app
+from evo.problem import keep_ray_local
 from evo.run import new_run
 
-# Keep Ray on 127.0.0.1 and let the driver join without a token (this cluster only).
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# Let the driver join without a token (this cluster only).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # 24 genomes on two actors: pieces of 16 and 8, so a piece is padded (evo/problem.py).
@@ -44,6 +47,7 @@ def cluster():
 
     if ray.is_initialized():
         pytest.skip("Ray is already connected in this process")
+    keep_ray_local()  # every node on 127.0.0.1
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     c.add_node(num_cpus=1)
     c.wait_for_nodes()
@@ -93,3 +97,27 @@ def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
 
     assert not ray.is_initialized()  # the run disconnected; the cluster is still up
     assert len([n for n in cluster.list_all_nodes()]) == 2
+    assert {n.node_ip_address for n in cluster.list_all_nodes()} == {"127.0.0.1"}
+
+
+def test_local_ray_stays_on_loopback():
+    # The embedded mode of `--workers N` without --address, in a fresh process that
+    # imports Ray (through EvoTorch) before connecting, as the CLI does.
+    script = (
+        "import evo.problem, ray, json\n"
+        "assert evo.problem.connect_ray('', 1)\n"
+        "@ray.remote\n"
+        "def where(): return ray.util.get_node_ip_address()\n"
+        "print(json.dumps([[n['NodeManagerAddress'] for n in ray.nodes()], ray.get(where.remote())]))\n"
+        "ray.shutdown()\n"
+    )
+    # Neither the loopback switch nor this module's cluster address is inherited.
+    drop = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    nodes, worker = json.loads(out.stdout.strip().splitlines()[-1])
+    assert nodes == ["127.0.0.1"]
+    assert worker == "127.0.0.1"
