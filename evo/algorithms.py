@@ -13,6 +13,12 @@ signature, so the valid keys are exactly what EvoTorch accepts), plus
 the decoder's per-gene initial std (`decoder.spec().std()`): per gene for
 SNES, XNES, PGPE and CEM, its mean for CMA-ES and the GA, which take a scalar.
 
+The GA's `re_evaluate` (default true) re-scores the parents on every
+generation's fresh minibatch, so a lucky score does not keep a genome alive;
+false keeps each genome's first score and evaluates only the children (half
+the evaluations per generation), which keeps NSGA-II's front and its crowding
+distances stable under a noisy objective, at the price of keeping lucky scores.
+
 `EvoEngine.step(generation)` makes a step a pure function of the searcher's
 state, the seed and the generation: the problem's own generator (which EvoTorch
 samples from) and torch's global generator (forked, so the caller's stream is
@@ -120,6 +126,7 @@ ALGORITHMS: dict[str, Algorithm] = {
                 "eta": 8.0,
                 "mutation_stdev": 0.1,
                 "mutation_probability": 0.1,
+                "re_evaluate": True,
             },
             pareto=True,
         ),
@@ -138,6 +145,31 @@ def algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
+def check_ga(hyper: dict[str, Any]) -> None:
+    """Raise ValueError naming the GA setting that is out of range, and its valid values."""
+
+    def bad(key: str, valid: str) -> None:
+        raise ValueError(f"algorithm.{key}: must be {valid}, got {hyper[key]!r}")
+
+    def number(key: str) -> float:
+        v = hyper[key]
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            bad(key, "a number")
+        return float(v)
+
+    if not 0.0 <= number("mutation_probability") <= 1.0:
+        bad("mutation_probability", "a number in [0, 1]")
+    if not number("mutation_stdev") > 0.0:
+        bad("mutation_stdev", "a number > 0")
+    if not number("eta") > 0.0:
+        bad("eta", "a number > 0")
+    if number("tournament_size") < 1 or number("tournament_size") != int(hyper["tournament_size"]):
+        bad("tournament_size", "an integer >= 1")
+    for key in ("re_evaluate", "elitist"):
+        if key in hyper and not isinstance(hyper[key], bool):
+            bad(key, "true or false")
+
+
 def make_searcher(problem: GenomeProblem, name: str, hyper: dict[str, Any]) -> Any:
     """The EvoTorch searcher `name` on `problem`, initialised from the problem's seed."""
     algo = algorithm(name)
@@ -145,6 +177,7 @@ def make_searcher(problem: GenomeProblem, name: str, hyper: dict[str, Any]) -> A
     popsize = int(hp.pop("population_size"))
     std = problem.decoder.spec().std().to(problem.device)
     if name == "ga":
+        check_ga(hp)
         ops = [
             eo.SimulatedBinaryCrossOver(
                 problem, tournament_size=int(hp.pop("tournament_size")), eta=float(hp.pop("eta"))

@@ -13,6 +13,14 @@ scored on that procedural test batch and on LFW; the script prints the front
 and the claim "a genome within 2 accuracy points of the best with >= 2x
 shorter wiring", with the best accuracy on the front, the shortest-wired
 genome within 2 points of it, and the ratio of their wiring.
+
+Wiring is measured two ways, and both are printed. The claim uses the cost
+the `wiring` objective selects on: the scale-free sum |w| * d, each unit's
+incoming weights rescaled to the He scale (`wiring_cost(scale_free=True)`),
+which counts where the wires go and how concentrated they are. The plain sum
+|w| * d (`raw`) also moves with the layer gain genes, which selection does not
+see, so it is reported beside it (`raw_ratio`, the same two genomes), not
+claimed on.
 """
 
 from __future__ import annotations
@@ -94,9 +102,13 @@ def main() -> None:
         out.update(lfw_acc=round(float(acc[0]), 4), lfw_auc=round(float(auc[0]), 4))
         px, py = procedural_test()
         acc, auc = faces_metrics(pheno, px, py)
-        out.update(procedural_test_acc=round(float(acc[0]), 4), procedural_test_auc=round(float(auc[0]), 4))
+        out.update(
+            procedural_test_acc=round(float(acc[0]), 4), procedural_test_auc=round(float(auc[0]), 4)
+        )
     if "digits" in objs:
-        out.update({k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()})
+        out.update(
+            {k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()}
+        )
     print(json.dumps(out, indent=2))
     if args.pareto:
         pareto(run)
@@ -125,29 +137,40 @@ def pareto(run: Path) -> None:
                 "auc": float(auc[0]),
                 "lfw_acc": float(lacc[0]),
                 "lfw_auc": float(lauc[0]),
-                "wiring": float(wiring_cost(ph)[0]),
+                "wiring": float(wiring_cost(ph, scale_free=True)[0]),
+                "raw": float(wiring_cost(ph)[0]),
             }
         )
     rows.sort(key=lambda r: r["wiring"])
-    print(f"Pareto front: {len(rows)} genomes (accuracy on {PROCEDURAL_TEST_N} held-out procedural images)")
-    print(f"{'file':>10} {'wiring':>10} {'acc':>7} {'auc':>7} {'lfw_acc':>7} {'lfw_auc':>7}")
+    print(
+        f"Pareto front: {len(rows)} genomes (accuracy on {PROCEDURAL_TEST_N} held-out procedural images)"
+    )
+    print("wiring: the selected scale-free cost; raw: the plain sum |w| * d")
+    print(
+        f"{'file':>10} {'wiring':>10} {'raw':>10} {'acc':>7} {'auc':>7} {'lfw_acc':>7} {'lfw_auc':>7}"
+    )
     for r in rows:
         print(
-            f"{r['file']:>10} {r['wiring']:10.1f} {r['acc']:7.4f} {r['auc']:7.4f} "
+            f"{r['file']:>10} {r['wiring']:10.1f} {r['raw']:10.1f} {r['acc']:7.4f} {r['auc']:7.4f} "
             f"{r['lfw_acc']:7.4f} {r['lfw_auc']:7.4f}"
         )
     best = max(rows, key=lambda r: (r["acc"], -r["wiring"]))
     near = [r for r in rows if r["acc"] >= best["acc"] - 0.02]
     short = min(near, key=lambda r: r["wiring"])
     ratio = best["wiring"] / short["wiring"] if short["wiring"] > 0 else float("inf")
+    raw_ratio = best["raw"] / short["raw"] if short["raw"] > 0 else float("inf")
     claim = {
+        "measure": "scale-free wiring cost (the selected objective)",
         "best_acc": round(best["acc"], 4),
         "best_file": best["file"],
         "best_wiring": round(best["wiring"], 1),
+        "best_lfw_auc": round(best["lfw_auc"], 4),
         "short_file": short["file"],
         "short_acc": round(short["acc"], 4),
         "short_wiring": round(short["wiring"], 1),
+        "short_lfw_auc": round(short["lfw_auc"], 4),
         "wiring_ratio": round(ratio, 2),
+        "raw_ratio": round(raw_ratio, 2),
         "claim_met": bool(ratio >= 2.0),
     }
     print(json.dumps(claim, indent=2))
