@@ -86,7 +86,7 @@ def test_native_projection_equals_torch_projection(code):
     codes = Layout.build((13, 11), [4], 1).codes(code, torch.float64)[0]
     weights = torch.randn(3, 6, codes.shape[1], generator=g, dtype=torch.float64)
     bias = torch.randn(3, 6, generator=g, dtype=torch.float64)
-    got = native.project(codes, weights, bias)
+    got = native.project(native.codes_layout(codes), weights, bias)
     n = codes.shape[0]
     assert got.shape == (3, 6, native.padded(n, torch.float64))
     expected = project(codes, weights) + bias[:, None]

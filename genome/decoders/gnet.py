@@ -98,7 +98,11 @@ class GNet(Decoder):
         # Fused: the projections, then the per-pair MLP and the scaling in one pass
         # over each weight row.
         h = self.settings["hidden"]
-        codes = self._codes(layout, next(iter(genes.values())))
+        some = next(iter(genes.values()))
+        codes = self.cached(
+            ("native codes", layout, some.device, some.dtype),
+            lambda: [native.codes_layout(c) for c in self._codes(layout, some)],
+        )
         for k, out in enumerate(outs):
             a = native.project(codes[k], genes[f"l{k}.pre"])
             b = native.project(codes[k + 1], genes[f"l{k}.post"], genes[f"l{k}.b1"])

@@ -188,9 +188,13 @@ def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="innate-native")
 
 
-def _parallel_rows(rows: int, call) -> None:
+# Floating-point operations below which a thread is not worth handing work to.
+_MIN_WORK_PER_THREAD = 500_000
+
+
+def _parallel_rows(rows: int, call, row_flops: int) -> None:
     """call(row0, row1) over `rows` rows, split across torch's thread count (ctypes drops the GIL)."""
-    n = max(1, min(torch.get_num_threads(), rows // 16 or 1))
+    n = max(1, min(torch.get_num_threads(), rows * row_flops // _MIN_WORK_PER_THREAD))
     if n == 1:
         call(0, rows)
         return
@@ -220,27 +224,39 @@ def to_kernel_layout(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def project(
-    codes: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Codes [n, d] through per-individual weights [p, h, d] (+ bias [p, h]), in kernel layout.
+def codes_layout(codes: torch.Tensor) -> torch.Tensor:
+    """Neuron codes [n, d] -> [d, n_pad], zero-padded: what `project` reads (a layout constant)."""
+    n, d = codes.shape
+    out = codes.new_zeros(d, padded(n, codes.dtype))
+    out[:, :n] = codes.T
+    return out
 
-    Returns [p, h, n_pad]; each value is one sum in order of d, then the bias,
-    as `genome.decoders.pairs.project` computes it.
+
+def project(
+    codes_t: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Codes [d, n_pad] (`codes_layout`) through per-individual weights [p, h, d] (+ bias [p, h]).
+
+    Returns [p, h, n_pad] in kernel layout; each value is one sum in order of
+    d, then the bias, as `genome.decoders.pairs.project` computes it.
     """
     lib = _library(_TYPES[weights.dtype], (8, 8))
     if lib is None:
         raise NativeUnavailable("the native decode kernels are unavailable")
-    n, d = codes.shape
-    p, h, _ = weights.shape
-    n_pad = padded(n, weights.dtype)
-    codes_t = codes.new_zeros(d, n_pad)
-    codes_t[:, :n] = codes.T
+    d, n_pad = codes_t.shape
+    p, h, d_w = weights.shape
+    if d_w != d or codes_t.dtype != weights.dtype or not codes_t.is_contiguous():
+        raise ValueError(
+            f"project: codes {codes_t.dtype} {list(codes_t.shape)} do not match weights "
+            f"{weights.dtype} {list(weights.shape)}"
+        )
     weights = weights.contiguous()
     bias = None if bias is None else bias.contiguous()
     out = weights.new_empty(p, h, n_pad)
     pointers = (_ptr(codes_t), _ptr(weights), _ptr(bias), _ptr(out))
-    _parallel_rows(p * h, lambda r0, r1: lib.innate_project(r0, r1, d, n_pad, *pointers))
+    _parallel_rows(
+        p * h, lambda r0, r1: lib.innate_project(r0, r1, d, n_pad, *pointers), 2 * d * n_pad
+    )
     return out
 
 
@@ -287,7 +303,8 @@ def pairs_mlp(
     def call(r0: int, r1: int) -> None:
         lib.innate_pairs(r0, r1, *sizes, *pointers, REL_EPS, tiny)
 
-    _parallel_rows(p * n_post, call)
+    per_pair = 2 * widths[0] + 2 * n_params + 2 * widths[-1]
+    _parallel_rows(p * n_post, call, per_pair * n_pre + 8 * n_pre)
 
 
 def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
@@ -306,7 +323,7 @@ def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
     def call(r0: int, r1: int) -> None:
         lib.innate_standardize(r0, r1, n_in, n_out, *pointers, REL_EPS, tiny)
 
-    _parallel_rows(p * n_out, call)
+    _parallel_rows(p * n_out, call, 8 * n_in)
 
 
 # The relative variance floor of standardisation: a row constant up to rounding
