@@ -19,13 +19,13 @@ import typer
 # (local Ray costs more to start than it saves on a population this small).
 DEMO: dict[str, Any] = {
     "seed": 0,
-    "generations": 100,
+    "generations": 400,
     "batch_size": 256,
-    "eval_every": 25,
-    "checkpoint_every": 25,
+    "eval_every": 50,
+    "checkpoint_every": 50,
     "task": {"objectives": ["faces"]},
     "layout": {"hidden": [64]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [16, 16]}},
+    "decoder": {"name": "gnet", "settings": {"hidden": [8, 8]}},
     "algorithm": {"name": "snes", "population_size": 64, "stdev_init": 0.5},
 }
 

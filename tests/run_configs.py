@@ -16,3 +16,17 @@ def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
             d = d.setdefault(k, {})
         d[last] = value
     return raw
+
+
+# A run of seconds: digits through a 16-unit hidden layer, a population of 8.
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "generations": 3,
+    "batch_size": 64,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "task": {"objectives": ["digits"]},
+    "layout": {"hidden": [16]},
+    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
+    "algorithm": {"name": "snes", "population_size": 8},
+}

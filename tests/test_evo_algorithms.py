@@ -7,23 +7,20 @@ import csv
 from typing import Any
 
 import pytest
+from run_configs import TINY as BASE
 from run_configs import changed
 
 from evo import config as C
 from evo.algorithms import ALGORITHMS, check_ga
 from evo.run import new_run
 
-TINY: dict[str, Any] = {
-    "seed": 0,
-    "generations": 3,
-    "batch_size": 64,
-    "eval_every": 2,
-    "checkpoint_every": 2,
-    "task": {"objectives": ["digits", "wiring"], "mode": "pareto"},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "ga", "population_size": 8},
-}
+# The shared tiny run, as a Pareto GA on digits and wiring.
+TINY = changed(
+    BASE,
+    task__objectives=["digits", "wiring"],
+    task__mode="pareto",
+    algorithm__name="ga",
+)
 
 
 def ga(**changes: Any) -> dict[str, Any]:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
-from run_configs import changed
+from run_configs import TINY, changed
 from typer.testing import CliRunner
 
 from evo import config as C
@@ -20,18 +22,7 @@ from evo.cli import app
 from evo.objectives import OBJECTIVES, Objective
 from evo.outputs import pareto_front
 from evo.run import new_run, resume_run
-
-TINY: dict[str, Any] = {
-    "seed": 0,
-    "generations": 3,
-    "batch_size": 64,
-    "eval_every": 2,
-    "checkpoint_every": 2,
-    "task": {"objectives": ["digits"]},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "snes", "population_size": 8},
-}
+from genome.files import load_genome
 
 
 def tiny(**changes: Any) -> dict[str, Any]:
@@ -221,3 +212,15 @@ def test_cli_evolve_with_overrides(tmp_path):
     assert run.name.startswith("digits__gnet__s4__") and len(rows(run)) == 2
     saved = C.load(run / "config.toml")
     assert saved["algorithm"]["population_size"] == 6 and saved["generations"] == 2
+
+
+def test_demo_evolves_and_reports_real_faces(tmp_path):
+    # The README's first command, shortened: it names the best genome and scores it on LFW.
+    out = CliRunner().invoke(app, ["demo", "--generations", "2", "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    assert "(111x compression)" in out.output
+    best = re.search(r"best genome: (\S+)", out.output)
+    assert best and Path(best[1]).is_file()
+    load_genome(best[1])  # a valid genome file
+    scores = re.search(r"on real LFW faces .*: accuracy ([\d.]+), ROC-AUC ([\d.]+)", out.output)
+    assert scores and 0 <= float(scores[1]) <= 1 and 0 <= float(scores[2]) <= 1
