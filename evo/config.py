@@ -241,6 +241,14 @@ def resolve(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
                 source, f"layout.{key}", f"the task {obj.name!r} needs {want!r}, got {lay[key]!r}"
             )
     lay["input"], lay["output"] = shape, n_out
+    most = obj.max_batch_size
+    if most is not None and cfg["batch_size"] > most:
+        _fail(
+            source,
+            "batch_size",
+            f"the {obj.dataset!r} training set has {most} examples; valid values: 1 to {most}, "
+            f"got {cfg['batch_size']}",
+        )
     try:
         decoder = build_decoder(cfg)
     except ValueError as e:

@@ -99,6 +99,11 @@ class Objective(ABC):
     def n_outputs(self) -> int | None:
         return None
 
+    @property
+    def max_batch_size(self) -> int | None:
+        """The largest training batch it can draw (None: unbounded, e.g. generated data)."""
+        return None
+
     def batch(self, generator: torch.Generator) -> Any:
         """The training data of one generation, drawn from `generator` only."""
         return None
@@ -182,6 +187,10 @@ class Digits(Objective):
     @property
     def n_outputs(self) -> int:
         return int(self._set().n_classes)
+
+    @property
+    def max_batch_size(self) -> int:
+        return len(self._set().train_y)
 
     def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         from tasks import augment, minibatch

@@ -110,6 +110,15 @@ def test_layout_input_output_come_from_the_task():
         C.resolve(C.validate(_with(layout__output=3)))
 
 
+def test_batch_size_beyond_the_training_set_fails_before_the_run():
+    with pytest.raises(
+        C.ConfigError,
+        match=r"batch_size: the 'digits' training set has 1437 examples; valid values: 1 to 1437",
+    ):
+        C.resolve(C.validate(_with(batch_size=2000)))
+    assert C.resolve(C.validate(_with(batch_size=1437)))["batch_size"] == 1437
+
+
 def test_compression_target_picks_the_widest_decoder():
     cfg = C.resolve(C.validate(_with(decoder__compression=20.0)))
     dec = C.build_decoder(cfg)
