@@ -96,10 +96,17 @@ def test_native_projection_equals_torch_projection(code):
 def test_bad_kernel_inputs_name_the_fault():
     a, b, _, _, params = random_mlp(2, 9, 3, (3, 2), torch.float32)
     a, b = native.to_kernel_layout(a), native.to_kernel_layout(b)
-    with pytest.raises(ValueError, match=r"params must be a contiguous torch.float32 tensor"):
+    with pytest.raises(ValueError, match=r"params must be a contiguous CPU torch.float32 tensor"):
         native.pairs_mlp(a, b, params[:, :-1], (3, 2), torch.empty(2, 3, 9))
     with pytest.raises(ValueError, match=r"out must be .* of shape \[2, 3, 9\]"):
         native.pairs_mlp(a, b, params, (3, 2), torch.empty(2, 9, 3).transpose(1, 2))
+    with pytest.raises(ValueError, match=r"mult must be .* of shape \[2\]"):
+        native.pairs_mlp(a, b, params, (3, 2), torch.empty(2, 3, 9), torch.ones(1))
+    codes = torch.randn(9, 4)
+    with pytest.raises(ValueError, match="padded to whole vector lanes"):
+        native.project(codes.T.contiguous(), torch.randn(2, 3, 4))
+    with pytest.raises(ValueError, match=r"bias must be .* of shape \[2, 3\]"):
+        native.project(native.codes_layout(codes), torch.randn(2, 3, 4), torch.randn(3))
 
 
 def test_nan_genes_give_nan_weights_as_in_torch():
@@ -159,6 +166,40 @@ def test_a_missing_compiler_falls_back_or_fails_clearly(monkeypatch, tmp_path):
             expected = dec.decode(pop)
         torch.testing.assert_close(fallback.weights[0], expected.weights[0])
         assert not list(tmp_path.rglob("*.so"))
+    finally:
+        native._build.cache_clear()
+
+
+def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch, tmp_path):
+    layout = Layout.build((5, 5), [4], 2)
+    dec = GNet(layout, hidden=[3, 5])
+    pop = dec.init(2, torch.Generator().manual_seed(0))
+    with native.use("torch"):
+        expected = dec.decode(pop).weights[0]
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("INNATE_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(native, "_warned", False)
+    native._build.cache_clear()
+    try:
+        with native.use("auto"), pytest.warns(RuntimeWarning, match="cannot build into"):
+            torch.testing.assert_close(dec.decode(pop).weights[0], expected)
+        # A truncated library in the cache (a killed copy, another machine's file) is
+        # rebuilt. The good one is built in one cache and planted, broken, in another
+        # (a library loaded in this process must not be overwritten).
+        monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / "good"))
+        native._build.cache_clear()
+        with native.use("native"):
+            dec.decode(pop)
+        for lib in (tmp_path / "good").rglob("*.so"):
+            broken = tmp_path / "broken" / lib.relative_to(tmp_path / "good")
+            broken.parent.mkdir(parents=True, exist_ok=True)
+            broken.write_bytes(b"garbage")
+        monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / "broken"))
+        native._build.cache_clear()
+        with native.use("native"):
+            torch.testing.assert_close(dec.decode(pop).weights[0], expected, rtol=1e-5, atol=1e-6)
+        assert all(lib.stat().st_size > 1000 for lib in (tmp_path / "broken").rglob("*.so"))
     finally:
         native._build.cache_clear()
 

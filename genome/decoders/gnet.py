@@ -14,6 +14,7 @@ of the postsynaptic code (code_dim + 1 genes per layer).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -93,7 +94,7 @@ class GNet(Decoder):
     def _decode_into(
         self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]
     ) -> list[torch.Tensor]:
-        if not native.applies(*genes.values()):
+        if not native.applies(*genes.values(), widths=tuple(self.settings["hidden"])):
             return super()._decode_into(genes, layout, outs)
         # Fused: the projections, then the per-pair MLP and the scaling in one pass
         # over each weight row.
@@ -112,7 +113,7 @@ class GNet(Decoder):
             mult = self.multiplier(fan_in, genes[f"l{k}.gain"]) if self.standardize else None
             native.pairs_mlp(a, b, params, h, out, mult)
             if mult is None:
-                out.mul_((2.0 / fan_in) ** 0.5)
+                out.mul_(math.sqrt(2.0 / fan_in))
         return self._biases(genes, layout)
 
     def _projections(

@@ -30,10 +30,10 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +47,6 @@ SOURCE = Path(__file__).with_name("pairs.cpp")
 _FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno")
 _TYPES = {torch.float32: "float", torch.float64: "double"}
 _override: str | None = None
-_lock = threading.Lock()
 _warned = False
 
 
@@ -78,8 +77,11 @@ def use(kernel_mode: str) -> Iterator[None]:
         _override = previous
 
 
-def applies(*tensors: torch.Tensor) -> bool:
-    """Whether the native path decodes these tensors (mode, device, dtype, autograd)."""
+def applies(*tensors: torch.Tensor, widths: tuple[int, ...] = (8, 8)) -> bool:
+    """Whether the native path decodes these tensors (mode, device, dtype, autograd).
+
+    `widths` are the per-pair MLP's, whose specialised library must build.
+    """
     if mode() == "torch":
         return False
     t = tensors[0]
@@ -87,7 +89,7 @@ def applies(*tensors: torch.Tensor) -> bool:
         return False
     if torch.is_grad_enabled() and any(x.requires_grad for x in tensors):
         return False
-    return _library(_TYPES[t.dtype], (8, 8)) is not None
+    return _library(_TYPES[t.dtype], tuple(widths)) is not None
 
 
 def cache_dir() -> Path:
@@ -119,24 +121,43 @@ def _library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | None:
 
 
 @functools.cache
+def _compiler_id(compiler: str) -> str:
+    """The compiler's version line and the machine, so that caches shared across hosts stay apart."""
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60)
+        version = out.stdout.splitlines()[0] if out.stdout else ""
+    except (OSError, subprocess.SubprocessError):
+        version = ""
+    return f"{platform.machine()} {version}"
+
+
+@functools.cache
 def _build(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
     """The compiled library (cached on disk and in memory), or why it cannot be built."""
     compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler {compiler!r} on PATH (set CXX, or {ENV}=torch)"
     defines = [
         f"-DREAL={real}",
         f"-DWIDTHS={','.join(map(str, widths))}",
         f"-DN_WIDTHS={len(widths)}",
     ]
     flags = _flags()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, *(s.encode() for s in [*flags, *defines])]))
+    parts = [SOURCE.read_bytes(), _compiler_id(compiler).encode()]
+    key = hashlib.sha256(b"\0".join([*parts, *(s.encode() for s in [*flags, *defines])]))
     name = f"pairs-{real}-{'x'.join(map(str, widths))}-{key.hexdigest()[:16]}.so"
     path = cache_dir() / "kernels" / name
-    if not path.exists():
-        error = _compile(compiler, [*flags, *defines], path)
-        if error is not None:
-            return error
-    lib = ctypes.CDLL(str(path))
+    for attempt in range(2):
+        if attempt or not path.exists():
+            error = _compile(compiler, [*flags, *defines], path)
+            if error is not None:
+                return error
+        try:
+            lib = ctypes.CDLL(str(path))
+            break
+        except OSError as e:  # a truncated or foreign file in the cache: build it again
+            if attempt:
+                return f"cannot load {path}: {e}"
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     lib.innate_pairs.argtypes = [i64] * 6 + [ptr] * 5 + [dbl, dbl]
     lib.innate_pairs.restype = None
@@ -149,12 +170,11 @@ def _build(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
 
 def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
     """Compile the source to `path` atomically; the error text, or None on success."""
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler {compiler!r} on PATH (set CXX, or {ENV}=torch)"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".build-", suffix=".so")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".build-", suffix=".so")
+        os.close(fd)
         proc = subprocess.run(
             [compiler, *flags, str(SOURCE), "-o", tmp],
             capture_output=True,
@@ -166,9 +186,9 @@ def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
         os.replace(tmp, path)  # concurrent builders write the same bytes
         return None
     except (OSError, subprocess.SubprocessError) as e:
-        return f"{compiler} failed: {e}"
+        return f"cannot build into {path.parent}: {e}"
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -183,9 +203,13 @@ def _warn_once(error: str) -> None:
         )
 
 
-@functools.lru_cache(maxsize=4)
+@functools.cache
 def _pool(n: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=n, thread_name_prefix="innate-native")
+
+
+# A forked child inherits the pools but not their threads: it makes its own.
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 # Floating-point operations below which a thread is not worth handing work to.
@@ -201,7 +225,12 @@ def _parallel_rows(rows: int, call, row_flops: int) -> None:
     bounds = [rows * i // n for i in range(n + 1)]
     pool = _pool(n - 1)
     futures = [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, n)]
-    call(bounds[0], bounds[1])
+    try:
+        call(bounds[0], bounds[1])
+    finally:
+        # Even when interrupted: the threads write into tensors this frame keeps alive.
+        for f in futures:
+            f.exception()
     for f in futures:
         f.result()
 
@@ -224,6 +253,27 @@ def to_kernel_layout(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _check(where: str, name: str, t: torch.Tensor, shape: tuple[int, ...], dtype) -> None:
+    """The kernels read raw pointers: every buffer must be exactly what they expect."""
+    if (
+        t.device.type != "cpu"
+        or t.dtype != dtype
+        or tuple(t.shape) != shape
+        or not t.is_contiguous()
+    ):
+        raise ValueError(
+            f"{where}: {name} must be a contiguous CPU {dtype} tensor of shape {list(shape)}; "
+            f"got {t.device.type} {t.dtype} {list(t.shape)}"
+            + ("" if t.is_contiguous() else " (not contiguous)")
+        )
+
+
+def _multiplier(where: str, mult: torch.Tensor, p: int, dtype) -> torch.Tensor:
+    m = mult.to(dtype).contiguous()
+    _check(where, "mult", m, (p,), dtype)
+    return m
+
+
 def codes_layout(codes: torch.Tensor) -> torch.Tensor:
     """Neuron codes [n, d] -> [d, n_pad], zero-padded: what `project` reads (a layout constant)."""
     n, d = codes.shape
@@ -244,14 +294,18 @@ def project(
     if lib is None:
         raise NativeUnavailable("the native decode kernels are unavailable")
     d, n_pad = codes_t.shape
-    p, h, d_w = weights.shape
-    if d_w != d or codes_t.dtype != weights.dtype or not codes_t.is_contiguous():
+    p, h, _ = weights.shape
+    dtype = weights.dtype
+    if n_pad != padded(n_pad, dtype):
         raise ValueError(
-            f"project: codes {codes_t.dtype} {list(codes_t.shape)} do not match weights "
-            f"{weights.dtype} {list(weights.shape)}"
+            f"project: codes must be padded to whole vector lanes (codes_layout); got {n_pad} columns"
         )
     weights = weights.contiguous()
-    bias = None if bias is None else bias.contiguous()
+    _check("project", "codes", codes_t, (d, n_pad), dtype)
+    _check("project", "weights", weights, (p, h, d), dtype)
+    if bias is not None:
+        bias = bias.contiguous()
+        _check("project", "bias", bias, (p, h), dtype)
     out = weights.new_empty(p, h, n_pad)
     pointers = (_ptr(codes_t), _ptr(weights), _ptr(bias), _ptr(out))
     _parallel_rows(
@@ -290,12 +344,8 @@ def pairs_mlp(
         "out": (out, (p, n_post, n_pre)),
     }
     for name, (t, shape) in checks.items():
-        if tuple(t.shape) != shape or t.dtype != a.dtype or not t.is_contiguous():
-            raise ValueError(
-                f"pairs_mlp: {name} must be a contiguous {a.dtype} tensor of shape {list(shape)} "
-                f"for widths {list(widths)}; got {t.dtype} {list(t.shape)}"
-            )
-    m = None if mult is None else mult.to(a.dtype).contiguous()
+        _check(f"pairs_mlp (widths {list(widths)})", name, t, shape, a.dtype)
+    m = None if mult is None else _multiplier("pairs_mlp", mult, p, a.dtype)
     tiny = torch.finfo(a.dtype).tiny
     sizes = (n_post, n_pre, a.shape[2], b.shape[2])
     pointers = (_ptr(a), _ptr(b), _ptr(params), _ptr(out), _ptr(m))
@@ -314,9 +364,8 @@ def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
         raise NativeUnavailable("the native decode kernels are unavailable")
     p, n_out, n_in = w.shape
     w = w.contiguous()
-    if not out.is_contiguous() or out.shape != w.shape or out.dtype != w.dtype:
-        raise ValueError("standardize: out must be a contiguous tensor shaped like w")
-    m = mult.to(w.dtype).contiguous()
+    _check("standardize", "out", out, tuple(w.shape), w.dtype)
+    m = _multiplier("standardize", mult, p, w.dtype)
     tiny = torch.finfo(w.dtype).tiny
     pointers = (_ptr(w), _ptr(out), _ptr(m))
 
