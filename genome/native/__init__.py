@@ -11,7 +11,9 @@ writes it once.
 It is compiled on first use with the system C++ compiler (``$CXX``, else
 ``g++``), specialised for the MLP's widths and the float type, and cached in
 ``$INNATE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/innate`` or
-``~/.cache/innate``) under a name that hashes the source and flags. Rows are
+``~/.cache/innate``) under a name that hashes the source, the flags, the
+compiler's version and the machine; a library that fails to load is built
+again, and a cache that cannot be written means the torch path. Rows are
 split over `torch.get_num_threads()` threads. Every sum runs in a fixed order
 with contraction off, so the bits are the same for any thread count and any
 x86 or ARM instruction set (they differ from the torch path by rounding).
