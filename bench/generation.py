@@ -198,6 +198,10 @@ def run(name: str, repeats: int, device: str, rate: float) -> dict:
         "batch": w.batch,
         "step_s": batched,
         "decode_s": decode_only,
+        "decode_gflop_per_s": w.population_size
+        * (decoder.decode_flops() + 6 * decoder.layout.n_weights)
+        / decode_only
+        / 1e9,
         "gflop": flops / 1e9,
         "gflop_per_s": flops / batched / 1e9,
         "matmul_fraction": flops / batched / rate,
@@ -235,7 +239,8 @@ def main() -> None:
         print(
             f"{r['workload']:7s} {r['layout']:16s} {r['decoder']:22s} {r['compression']:6.1f}x "
             f"P={r['population_size']:<4d} B={r['batch']:<4d} step {r['step_s'] * 1e3:8.1f} ms "
-            f"(decode {r['decode_s'] * 1e3:7.1f} ms)  {r['gflop']:6.2f} GFLOP  "
+            f"(decode {r['decode_s'] * 1e3:7.1f} ms = {r['decode_gflop_per_s']:5.1f} GFLOP/s)  "
+            f"{r['gflop']:6.2f} GFLOP  "
             f"{r['gflop_per_s']:6.1f} GFLOP/s = {100 * r['matmul_fraction']:4.1f}% of matmul  "
             f"(without the data draw {r['evaluation_s'] * 1e3:6.1f} ms = "
             f"{100 * r['evaluation_matmul_fraction']:4.1f}%)  "
