@@ -8,8 +8,10 @@ concatenated with that of the postsynaptic neuron, its output the weight.
 The first layer is separable: W1 [pre ++ post] = W1_pre pre + W1_post post, so
 each neuron's code is projected once ([n, h]) and pairs are formed by a
 broadcast add. Pairs are processed in blocks of postsynaptic neurons so the
-[p, block, n_pre, h] intermediate stays small. Biases are a linear function
-of the postsynaptic code (code_dim + 1 genes per layer).
+[p, block, n_pre, h] intermediate stays small; on the CPU without autograd, the
+fused kernel of `genome.native` does the pairs, and the scaling, in registers
+instead. Biases are a linear function of the postsynaptic code (code_dim + 1
+genes per layer).
 """
 
 from __future__ import annotations

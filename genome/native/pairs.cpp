@@ -3,8 +3,8 @@
 // Compiled on first use by genome/native/__init__.py, specialised for one
 // floating-point type (REAL) and one set of MLP widths (WIDTHS, N_WIDTHS), so
 // that every loop over a hidden layer has a constant trip count: the compiler
-// unrolls it and keeps the activations of LANES neuron pairs in vector
-// registers. Nothing of shape [pairs, hidden] is ever written to memory, which
+// unrolls it and keeps the activations of TILES x LANES neuron pairs in
+// vector registers. Nothing of shape [pairs, hidden] is ever written to memory, which
 // is what makes the batched torch path memory-bound.
 //
 // Floating-point contraction is off (-ffp-contract=off) and every sum runs in
