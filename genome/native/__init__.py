@@ -48,6 +48,12 @@ ENV = "INNATE_KERNELS"
 SOURCE = Path(__file__).with_name("pairs.cpp")
 _FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno")
 _TYPES = {torch.float32: "float", torch.float64: "double"}
+# The widths of the library that serves the width-independent kernels
+# (projections, standardisation), which every library holds.
+_GENERIC = (8, 8)
+# The relative variance floor of standardisation: a row constant up to rounding
+# becomes ~zeros, while a genome of any scale standardises.
+REL_EPS = 1e-10
 _override: str | None = None
 _warned = False
 
@@ -79,7 +85,7 @@ def use(kernel_mode: str) -> Iterator[None]:
         _override = previous
 
 
-def applies(*tensors: torch.Tensor, widths: tuple[int, ...] = (8, 8)) -> bool:
+def applies(*tensors: torch.Tensor, widths: tuple[int, ...] = _GENERIC) -> bool:
     """Whether the native path decodes these tensors (mode, device, dtype, autograd).
 
     `widths` are the per-pair MLP's, whose specialised library must build.
@@ -119,6 +125,14 @@ def _library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | None:
             raise NativeUnavailable(f"cannot build the native decode kernels: {lib}")
         _warn_once(lib)
         return None
+    return lib
+
+
+def _required(dtype: torch.dtype, widths: tuple[int, ...] = _GENERIC) -> ctypes.CDLL:
+    """The library for a call that has been routed to the native path."""
+    lib = _library(_TYPES[dtype], widths)
+    if lib is None:
+        raise NativeUnavailable("the native decode kernels are unavailable")
     return lib
 
 
@@ -278,10 +292,7 @@ def _multiplier(where: str, mult: torch.Tensor, p: int, dtype) -> torch.Tensor:
 
 def codes_layout(codes: torch.Tensor) -> torch.Tensor:
     """Neuron codes [n, d] -> [d, n_pad], zero-padded: what `project` reads (a layout constant)."""
-    n, d = codes.shape
-    out = codes.new_zeros(d, padded(n, codes.dtype))
-    out[:, :n] = codes.T
-    return out
+    return to_kernel_layout(codes[None])[0]
 
 
 def project(
@@ -292,9 +303,7 @@ def project(
     Returns [p, h, n_pad] in kernel layout; each value is one sum in order of
     d, then the bias, as `genome.decoders.pairs.project` computes it.
     """
-    lib = _library(_TYPES[weights.dtype], (8, 8))
-    if lib is None:
-        raise NativeUnavailable("the native decode kernels are unavailable")
+    lib = _required(weights.dtype)
     d, n_pad = codes_t.shape
     p, h, _ = weights.shape
     dtype = weights.dtype
@@ -334,9 +343,7 @@ def pairs_mlp(
     multiplied by it.
     """
     widths = tuple(int(w) for w in widths)
-    lib = _library(_TYPES[a.dtype], widths)
-    if lib is None:
-        raise NativeUnavailable("the native decode kernels are unavailable")
+    lib = _required(a.dtype, widths)
     p, n_post, n_pre = out.shape
     n_params = sum(widths[i] * widths[i - 1] + widths[i] for i in range(1, len(widths)))
     checks = {
@@ -361,9 +368,7 @@ def pairs_mlp(
 
 def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
     """out[i, o] = standardise(w[i, o, :]) * mult[i], for w [p, n_out, n_in] (out may be w)."""
-    lib = _library(_TYPES[w.dtype], (8, 8))
-    if lib is None:
-        raise NativeUnavailable("the native decode kernels are unavailable")
+    lib = _required(w.dtype)
     p, n_out, n_in = w.shape
     w = w.contiguous()
     _check("standardize", "out", out, tuple(w.shape), w.dtype)
@@ -375,8 +380,3 @@ def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
         lib.innate_standardize(r0, r1, n_in, n_out, *pointers, REL_EPS, tiny)
 
     _parallel_rows(p * n_out, call, 8 * n_in)
-
-
-# The relative variance floor of standardisation: a row constant up to rounding
-# becomes ~zeros, while a genome of any scale standardises.
-REL_EPS = 1e-10
