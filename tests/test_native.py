@@ -220,3 +220,53 @@ def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
         assert sorted(p.name for p in tmp_path.rglob("*.so")) == built
     finally:
         native._build.cache_clear()
+
+
+def _build_with(monkeypatch, tmp_path, name: str, flag_sets: list[list[str]]) -> None:
+    """Make the next library builds use only `flag_sets`, into a cache of their own."""
+    monkeypatch.setattr(native, "_flag_sets", lambda: [list(f) for f in flag_sets])
+    monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / name))
+    native._build.cache_clear()
+
+
+def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
+    # The default build (vector FMA instructions, OpenMP threads where torch uses
+    # them), one without OpenMP (Python threads) and one for the baseline
+    # instruction set (std::fma lane by lane) must grow bit-identical weights:
+    # Ray actors on other machines score a genome as the main process does.
+    layout = Layout.build((13, 11), [9], 3)
+    decoders = [GNet(layout, hidden=[8, 8]), GNet(layout, hidden=[5, 3, 4], code="coords")]
+    pops = [d.init(20, torch.Generator().manual_seed(1)) for d in decoders]
+    base = list(native._FLAGS)
+    variants = {
+        "default": native._flag_sets(),
+        "no-openmp": [native._flag_sets()[-1]],
+        "baseline": [base],
+    }
+    threads = torch.get_num_threads()
+    grown = {}
+    try:
+        torch.set_num_threads(2)
+        for name, flag_sets in variants.items():
+            _build_with(monkeypatch, tmp_path, name, flag_sets)
+            with native.use("native"):
+                grown[name] = [d.decode(p).weights for d, p in zip(decoders, pops, strict=True)]
+    finally:
+        torch.set_num_threads(threads)
+        native._build.cache_clear()
+    for name, weights in grown.items():
+        for got, expected in zip(weights, grown["default"], strict=True):
+            for w, e in zip(got, expected, strict=True):
+                assert torch.equal(w, e), f"{name} build differs from the default build"
+
+
+def test_a_flag_set_that_fails_to_build_falls_back_to_the_next(monkeypatch, tmp_path):
+    base = list(native._FLAGS)
+    _build_with(monkeypatch, tmp_path, "cache", [[*base, "-fno-such-option"], base])
+    try:
+        lib = native._required(torch.float32)
+        assert lib.openmp is False
+        built = list((tmp_path / "cache").rglob("*.so"))
+        assert len(built) == 1
+    finally:
+        native._build.cache_clear()

@@ -14,9 +14,13 @@ It is compiled on first use with the system C++ compiler (``$CXX``, else
 ``~/.cache/innate``) under a name that hashes the source, the flags, the
 compiler's version and the machine; a library that fails to load is built
 again, and a cache that cannot be written means the torch path. Rows are
-split over `torch.get_num_threads()` threads. Every sum runs in a fixed order
-with contraction off, so the bits are the same for any thread count and any
-x86 or ARM instruction set (they differ from the torch path by rounding).
+split over `torch.get_num_threads()` threads: OpenMP's, where torch runs on
+OpenMP (the kernels then share torch's thread pool instead of competing with
+its idle, spinning threads for the cores), else a pool of Python threads.
+Products and sums are fused multiply-adds, every sum runs in a fixed order
+and contraction is otherwise off, so the bits are the same for any thread
+count and any x86 or ARM instruction set (they differ from the torch path by
+rounding).
 
 `INNATE_KERNELS` chooses the path: ``auto`` (default: native where it applies,
 the torch path with one warning if the compiler is missing), ``native``
@@ -108,13 +112,19 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
 
 
-def _flags() -> list[str]:
+def _flag_sets() -> list[list[str]]:
+    """The compiler flags to try, best first: with OpenMP where torch runs on it, then without."""
     flags = list(_FLAGS)
-    # Wider vectors only change speed: with contraction off, every lane rounds
-    # as it would with the baseline instruction set.
+    # Wider vectors and FMA instructions only change speed: with contraction
+    # off, every lane rounds as it would with the baseline instruction set,
+    # whose std::fma rounds once too. (torch's AVX2 level implies FMA3.)
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        flags.append("-mavx2")
-    return flags
+        flags += ["-mavx2", "-mfma"]
+    # The library then links the libgomp that torch has loaded (same soname),
+    # so its parallel regions run on torch's OpenMP threads.
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
+        return [[*flags, "-fopenmp"], flags]
+    return [flags]
 
 
 def _library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | None:
@@ -158,30 +168,41 @@ def _build(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
         f"-DWIDTHS={','.join(map(str, widths))}",
         f"-DN_WIDTHS={len(widths)}",
     ]
-    flags = _flags()
+    error = ""
+    for flags in _flag_sets():
+        lib = _load(compiler, flags, defines, f"pairs-{real}-{'x'.join(map(str, widths))}")
+        if not isinstance(lib, str):
+            break
+        error = lib
+    else:
+        return error
+    i32, i64, ptr, dbl = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
+    lib.innate_pairs.argtypes = [i32] + [i64] * 6 + [ptr] * 5 + [dbl, dbl]
+    lib.innate_pairs.restype = None
+    lib.innate_project.argtypes = [i32] + [i64] * 4 + [ptr] * 4
+    lib.innate_project.restype = None
+    lib.innate_standardize.argtypes = [i32] + [i64] * 4 + [ptr] * 3 + [dbl, dbl]
+    lib.innate_standardize.restype = None
+    lib.openmp = bool(lib.innate_openmp())
+    return lib
+
+
+def _load(compiler: str, flags: list[str], defines: list[str], stem: str) -> ctypes.CDLL | str:
+    """The library built with these flags (from the cache, or compiled into it), or why not."""
     parts = [SOURCE.read_bytes(), _compiler_id(compiler).encode()]
     key = hashlib.sha256(b"\0".join([*parts, *(s.encode() for s in [*flags, *defines])]))
-    name = f"pairs-{real}-{'x'.join(map(str, widths))}-{key.hexdigest()[:16]}.so"
-    path = cache_dir() / "kernels" / name
+    path = cache_dir() / "kernels" / f"{stem}-{key.hexdigest()[:16]}.so"
     for attempt in range(2):
         if attempt or not path.exists():
             error = _compile(compiler, [*flags, *defines], path)
             if error is not None:
                 return error
         try:
-            lib = ctypes.CDLL(str(path))
-            break
+            return ctypes.CDLL(str(path))
         except OSError as e:  # a truncated or foreign file in the cache: build it again
             if attempt:
                 return f"cannot load {path}: {e}"
-    i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
-    lib.innate_pairs.argtypes = [i64] * 6 + [ptr] * 5 + [dbl, dbl]
-    lib.innate_pairs.restype = None
-    lib.innate_project.argtypes = [i64] * 4 + [ptr] * 4
-    lib.innate_project.restype = None
-    lib.innate_standardize.argtypes = [i64] * 4 + [ptr] * 3 + [dbl, dbl]
-    lib.innate_standardize.restype = None
-    return lib
+    raise AssertionError("unreachable")
 
 
 def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
@@ -232,17 +253,21 @@ os.register_at_fork(after_in_child=_pool.cache_clear)
 _MIN_WORK_PER_THREAD = 500_000
 
 
-def _parallel_rows(rows: int, call, row_flops: int) -> None:
-    """call(row0, row1) over `rows` rows, split across torch's thread count (ctypes drops the GIL)."""
+def _parallel_rows(lib: ctypes.CDLL, rows: int, call, row_flops: int) -> None:
+    """call(threads, row0, row1) over `rows` rows, on up to torch's thread count.
+
+    A library built with OpenMP splits the rows itself on OpenMP's threads;
+    otherwise each part runs in a Python thread (ctypes drops the GIL).
+    """
     n = max(1, min(torch.get_num_threads(), rows * row_flops // _MIN_WORK_PER_THREAD))
-    if n == 1:
-        call(0, rows)
+    if n == 1 or lib.openmp:
+        call(n, 0, rows)
         return
     bounds = [rows * i // n for i in range(n + 1)]
     pool = _pool(n - 1)
-    futures = [pool.submit(call, bounds[i], bounds[i + 1]) for i in range(1, n)]
+    futures = [pool.submit(call, 1, bounds[i], bounds[i + 1]) for i in range(1, n)]
     try:
-        call(bounds[0], bounds[1])
+        call(1, bounds[0], bounds[1])
     finally:
         # Even when interrupted: the threads write into tensors this frame keeps alive.
         for f in futures:
@@ -320,7 +345,10 @@ def project(
     out = weights.new_empty(p, h, n_pad)
     pointers = (_ptr(codes_t), _ptr(weights), _ptr(bias), _ptr(out))
     _parallel_rows(
-        p * h, lambda r0, r1: lib.innate_project(r0, r1, d, n_pad, *pointers), 2 * d * n_pad
+        lib,
+        p * h,
+        lambda n, r0, r1: lib.innate_project(n, r0, r1, d, n_pad, *pointers),
+        2 * d * n_pad,
     )
     return out
 
@@ -359,11 +387,11 @@ def pairs_mlp(
     sizes = (n_post, n_pre, a.shape[2], b.shape[2])
     pointers = (_ptr(a), _ptr(b), _ptr(params), _ptr(out), _ptr(m))
 
-    def call(r0: int, r1: int) -> None:
-        lib.innate_pairs(r0, r1, *sizes, *pointers, REL_EPS, tiny)
+    def call(n: int, r0: int, r1: int) -> None:
+        lib.innate_pairs(n, r0, r1, *sizes, *pointers, REL_EPS, tiny)
 
     per_pair = 2 * widths[0] + 2 * n_params + 2 * widths[-1]
-    _parallel_rows(p * n_post, call, per_pair * n_pre + 8 * n_pre)
+    _parallel_rows(lib, p * n_post, call, per_pair * n_pre + 8 * n_pre)
 
 
 def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
@@ -376,7 +404,7 @@ def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:
     tiny = torch.finfo(w.dtype).tiny
     pointers = (_ptr(w), _ptr(out), _ptr(m))
 
-    def call(r0: int, r1: int) -> None:
-        lib.innate_standardize(r0, r1, n_in, n_out, *pointers, REL_EPS, tiny)
+    def call(n: int, r0: int, r1: int) -> None:
+        lib.innate_standardize(n, r0, r1, n_in, n_out, *pointers, REL_EPS, tiny)
 
-    _parallel_rows(p * n_out, call, 8 * n_in)
+    _parallel_rows(lib, p * n_out, call, 8 * n_in)

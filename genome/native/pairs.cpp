@@ -7,13 +7,22 @@
 // vector registers. Nothing of shape [pairs, hidden] is ever written to memory, which
 // is what makes the batched torch path memory-bound.
 //
-// Floating-point contraction is off (-ffp-contract=off) and every sum runs in
-// a fixed order, so a weight's bits depend neither on the thread count nor on
-// the instruction set the compiler targets.
+// Floating-point contraction is off (-ffp-contract=off): the MLP's products
+// and sums use explicit fused multiply-adds (`fmadd`, one rounding, so the
+// same bits from the FMA instructions of x86 and ARM or from std::fma), the
+// rest separate operations, and every sum runs in a fixed order. A weight's
+// bits therefore depend neither on the thread count nor on the instruction set
+// the compiler targets.
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #ifndef REAL
 #define REAL float
@@ -52,8 +61,33 @@ static constexpr int TILES = 3;
 static constexpr int K_UNROLL = HMAX <= 8 ? 64 : 4;
 
 static inline vec splat(REAL v) { return vec{} + v; }
-// max(x, 0) that keeps NaN, as torch.relu does.
-static inline vec relu(vec x) { return x < 0 ? vec{} : x; }
+
+// a * b + c with one rounding, lane by lane.
+static inline vec fmadd(vec a, vec b, vec c) {
+#if defined(__AVX__) && defined(__FMA__)
+    if constexpr (sizeof(REAL) == 4)
+        return (vec)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+    else
+        return (vec)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+#else
+    vec r;
+    for (int l = 0; l < LANES; l++) r[l] = std::fma(a[l], b[l], c[l]);
+    return r;
+#endif
+}
+
+// max(x, 0) that keeps NaN (and -0), as torch.relu does.
+static inline vec relu(vec x) {
+#if defined(__AVX__)
+    // vmax returns its second operand when either is NaN or both are zeros.
+    if constexpr (sizeof(REAL) == 4)
+        return (vec)_mm256_max_ps(_mm256_setzero_ps(), (__m256)x);
+    else
+        return (vec)_mm256_max_pd(_mm256_setzero_pd(), (__m256d)x);
+#else
+    return x < 0 ? vec{} : x;
+#endif
+}
 
 // Weights of TILES x LANES pairs (one post neuron; pre neurons t .. t+TILES*LANES-1):
 // each weight is broadcast once and used for every tile.
@@ -83,7 +117,7 @@ static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, c
             for (int k = 0; k < W[l - 1]; k++) {
                 const vec wk = splat(wl[j * W[l - 1] + k]);
 #pragma GCC unroll 8
-                for (int u = 0; u < NT; u++) acc[u] += wk * x[u][k];
+                for (int u = 0; u < NT; u++) acc[u] = fmadd(wk, x[u][k], acc[u]);
             }
 #pragma GCC unroll 8
             for (int u = 0; u < NT; u++) y[u][j] = relu(acc[u]);
@@ -100,7 +134,7 @@ static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, c
     for (int j = 0; j < W[N_WIDTHS - 1]; j++) {
         const vec oj = splat(q[j]);
 #pragma GCC unroll 8
-        for (int u = 0; u < NT; u++) r[u] += oj * x[u][j];
+        for (int u = 0; u < NT; u++) r[u] = fmadd(oj, x[u][j], r[u]);
     }
 }
 
@@ -140,76 +174,108 @@ static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL ti
     for (int64_t j = 0; j < n; j++) w[j] = (w[j] - mean) * inv * mult;
 }
 
+// body(r0, r1) over rows [row0, row1), split into `threads` contiguous parts.
+// Built with OpenMP, the parts run on OpenMP's threads: in a process where
+// torch runs on OpenMP, the same threads as torch's own operations, so that
+// the kernels never compete with torch's idle threads for the cores. Rows are
+// independent, so the split never changes a result.
+template <class F>
+static void split_rows(int64_t row0, int64_t row1, int threads, F body) {
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        {
+            const int64_t n = row1 - row0, t = omp_get_thread_num(), m = omp_get_num_threads();
+            body(row0 + n * t / m, row0 + n * (t + 1) / m);
+        }
+        return;
+    }
+#endif
+    body(row0, row1);
+}
+
 extern "C" {
 
 int innate_lanes() { return LANES; }
 int innate_n_params() { return N_PARAMS; }
+#ifdef _OPENMP
+int innate_openmp() { return 1; }
+#else
+int innate_openmp() { return 0; }
+#endif
 
 // Rows [row0, row1) of the weights w [p][n_post][n_pre], one row per (individual,
 // post neuron). a: [p][H0][n_pad] presynaptic projections, zero-padded to n_pad
 // (a multiple of LANES); b: [p][H0][b_stride] postsynaptic projections plus the
 // first bias; prm: [p][N_PARAMS]. If mult is not null, each row is then
 // standardised and multiplied by mult[individual] while it is still in cache.
-void innate_pairs(int64_t row0, int64_t row1, int64_t n_post, int64_t n_pre, int64_t n_pad,
-                  int64_t b_stride, const REAL* a, const REAL* b, const REAL* prm, REAL* w,
-                  const REAL* mult, double rel_eps, double tiny) {
-    for (int64_t r = row0; r < row1; r++) {
-        const int64_t i = r / n_post, o = r % n_post;
-        const REAL* ai = a + i * H0 * n_pad;
-        REAL bo[H0];
-        for (int k = 0; k < H0; k++) bo[k] = b[(i * H0 + k) * b_stride + o];
-        const REAL* pi = prm + i * N_PARAMS;
-        REAL* wr = w + r * n_pre;
-        int64_t t = 0;
-        vec v[TILES];
-        for (; t + TILES * LANES <= n_pre; t += TILES * LANES) {
-            pair_tiles<TILES>(ai + t, n_pad, bo, pi, v);
-            std::memcpy(wr + t, v, sizeof v);
+void innate_pairs(int threads, int64_t row0, int64_t row1, int64_t n_post, int64_t n_pre,
+                  int64_t n_pad, int64_t b_stride, const REAL* a, const REAL* b, const REAL* prm,
+                  REAL* w, const REAL* mult, double rel_eps, double tiny) {
+    split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            const int64_t i = r / n_post, o = r % n_post;
+            const REAL* ai = a + i * H0 * n_pad;
+            REAL bo[H0];
+            for (int k = 0; k < H0; k++) bo[k] = b[(i * H0 + k) * b_stride + o];
+            const REAL* pi = prm + i * N_PARAMS;
+            REAL* wr = w + r * n_pre;
+            int64_t t = 0;
+            vec v[TILES];
+            for (; t + TILES * LANES <= n_pre; t += TILES * LANES) {
+                pair_tiles<TILES>(ai + t, n_pad, bo, pi, v);
+                std::memcpy(wr + t, v, sizeof v);
+            }
+            for (; t + LANES <= n_pre; t += LANES) {
+                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+                std::memcpy(wr + t, v, sizeof v[0]);
+            }
+            if (t < n_pre) {
+                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+                REAL tmp[LANES];
+                std::memcpy(tmp, v, sizeof v[0]);
+                for (int64_t l = 0; t + l < n_pre; l++) wr[t + l] = tmp[l];
+            }
+            if (mult) standardize_row(wr, n_pre, mult[i], REAL(rel_eps), REAL(tiny));
         }
-        for (; t + LANES <= n_pre; t += LANES) {
-            pair_tiles<1>(ai + t, n_pad, bo, pi, v);
-            std::memcpy(wr + t, v, sizeof v[0]);
-        }
-        if (t < n_pre) {
-            pair_tiles<1>(ai + t, n_pad, bo, pi, v);
-            REAL tmp[LANES];
-            std::memcpy(tmp, v, sizeof v[0]);
-            for (int64_t l = 0; t + l < n_pre; l++) wr[t + l] = tmp[l];
-        }
-        if (mult) standardize_row(wr, n_pre, mult[i], REAL(rel_eps), REAL(tiny));
-    }
+    });
 }
 
 // Projections of neuron codes through per-individual weights, in the layout
 // innate_pairs reads: rows [row0, row1) of out [p][h][n_pad], one row per
 // (individual, hidden unit); out[i][k][t] = sum_j codes_t[j][t] * wt[i][k][j]
 // (+ bias[i][k]), summed in order of j. codes_t: [d][n_pad], zero-padded.
-void innate_project(int64_t row0, int64_t row1, int64_t d, int64_t n_pad, const REAL* codes_t,
-                    const REAL* wt, const REAL* bias, REAL* out) {
-    for (int64_t r = row0; r < row1; r++) {
-        const REAL* wr = wt + r * d;
-        REAL* o = out + r * n_pad;
-        for (int64_t t = 0; t < n_pad; t += LANES) {
-            vec acc{};
-            for (int64_t j = 0; j < d; j++) {
-                vec c;
-                std::memcpy(&c, codes_t + j * n_pad + t, sizeof c);
-                acc += c * wr[j];
+void innate_project(int threads, int64_t row0, int64_t row1, int64_t d, int64_t n_pad,
+                    const REAL* codes_t, const REAL* wt, const REAL* bias, REAL* out) {
+    split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            const REAL* wr = wt + r * d;
+            REAL* o = out + r * n_pad;
+            for (int64_t t = 0; t < n_pad; t += LANES) {
+                vec acc{};
+                for (int64_t j = 0; j < d; j++) {
+                    vec c;
+                    std::memcpy(&c, codes_t + j * n_pad + t, sizeof c);
+                    acc = fmadd(c, splat(wr[j]), acc);
+                }
+                if (bias) acc += bias[r];
+                std::memcpy(o + t, &acc, sizeof acc);
             }
-            if (bias) acc += bias[r];
-            std::memcpy(o + t, &acc, sizeof acc);
         }
-    }
+    });
 }
 
 // Rows [row0, row1) of src [rows][n]: dst = standardise(src) * mult[row / per].
-void innate_standardize(int64_t row0, int64_t row1, int64_t n, int64_t per, const REAL* src,
-                        REAL* dst, const REAL* mult, double rel_eps, double tiny) {
-    for (int64_t r = row0; r < row1; r++) {
-        REAL* d = dst + r * n;
-        if (d != src + r * n) std::memcpy(d, src + r * n, n * sizeof(REAL));
-        standardize_row(d, n, mult[r / per], REAL(rel_eps), REAL(tiny));
-    }
+void innate_standardize(int threads, int64_t row0, int64_t row1, int64_t n, int64_t per,
+                        const REAL* src, REAL* dst, const REAL* mult, double rel_eps,
+                        double tiny) {
+    split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; r++) {
+            REAL* d = dst + r * n;
+            if (d != src + r * n) std::memcpy(d, src + r * n, n * sizeof(REAL));
+            standardize_row(d, n, mult[r / per], REAL(rel_eps), REAL(tiny));
+        }
+    });
 }
 
 }  // extern "C"
