@@ -16,8 +16,8 @@ metrics that are only reported (accuracy, ROC-AUC). Registry `OBJECTIVES`
 - ``wiring``: the wiring cost sum |w| * d of the grown network (the
   distance-only cost of seRNN, Achterberg et al., Nat Mach Intell 2023).
 
-ROC-AUC is the rank statistic of Mann and Whitney (tied scores share their
-mean rank), computed for the whole population at once with `searchsorted`.
+ROC-AUC is the rank statistic of Mann and Whitney (ties count one half),
+computed for the whole population at once with `searchsorted`.
 
 A minibatch, and its augmentation, is drawn from the generator it is given;
 the problem seeds that generator from (seed, generation), so fitness is a
@@ -42,7 +42,10 @@ AUGMENTS = ("none", "shift")
 def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ROC-AUC [P] of scores [P, B] against binary labels [B] (1 = positive).
 
-    Rows with a non-finite score, or label sets without both classes, give NaN.
+    The Mann-Whitney statistic: the share of (positive, negative) pairs that
+    the score orders correctly, ties counting one half. Each row's negatives
+    are sorted once and every positive is located among them. Rows with a
+    non-finite score, or label sets without both classes, give NaN.
     """
     labels = labels.to(torch.bool)
     n_pos = int(labels.sum())
@@ -50,13 +53,14 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     p = scores.shape[0]
     if n_pos == 0 or n_neg == 0:
         return torch.full((p,), float("nan"), dtype=torch.float64, device=scores.device)
-    s = scores.detach().to(torch.float64).contiguous()
-    ordered = s.sort(dim=1).values
-    below = torch.searchsorted(ordered, s, right=False)
-    up_to = torch.searchsorted(ordered, s, right=True)
-    ranks = (below + up_to + 1).to(torch.float64) / 2  # 1-based mean rank of ties
-    rank_sum = (ranks * labels.to(torch.float64)).sum(dim=1)
-    auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    s = scores.detach()
+    # Comparisons are exact in the scores' own type; only the counts need float64.
+    negatives = s[:, ~labels].sort(dim=1).values
+    positives = s[:, labels].contiguous()
+    below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
+    up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
+    wins = (below + up_to).sum(dim=1).to(torch.float64) / 2
+    auc = wins / (n_pos * n_neg)
     return torch.where(torch.isfinite(s).all(dim=1), auc, torch.full_like(auc, float("nan")))
 
 

@@ -70,13 +70,15 @@ class Phenotype:
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             if h.ndim == 2:
-                # One GEMM for the whole population: [B, in] @ [in, P*out].
+                # One GEMM for the whole population, biases added in it:
+                # [B, in] @ [in, P*out] + [P*out], then viewed as [P, B, out].
                 p, o, i = w.shape
-                y = (h @ w.reshape(p * o, i).T).reshape(h.shape[0], p, o).transpose(0, 1)
-                y = y + b[:, None, :]
+                y = torch.addmm(b.reshape(1, p * o), h, w.reshape(p * o, i).T)
+                y = (y if k == last else y.relu_()).view(h.shape[0], p, o).transpose(0, 1)
             else:
                 y = torch.baddbmm(b[:, None, :], h, w.transpose(1, 2))
-            h = y if k == last else torch.relu(y)
+                y = y if k == last else y.relu_()
+            h = y
             out.append(h)
         return out
 
