@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
         address: str = typer.Option(
             None, "--address", help='Join a Ray cluster ("auto" or host:port).'
         ),
+        init: Path = typer.Option(
+            None, "--init", help="Start from this .genome file (same decoder and layout)."
+        ),
         out: Path = typer.Option(Path("runs"), "--out", help="Parent directory of new runs."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
@@ -90,6 +93,7 @@ def register(app: typer.Typer) -> None:
                     address=address,
                     population=population,
                     seed=seed,
+                    init=None if init is None else str(init),
                 )
             else:
                 if config is None:
@@ -101,6 +105,7 @@ def register(app: typer.Typer) -> None:
                     seed=seed,
                     workers=w,
                     address=address,
+                    init=None if init is None else str(init),
                 )
                 res = new_run(cfg, out, progress=not quiet)
         except (C.ConfigError, FileNotFoundError) as e:

@@ -6,6 +6,8 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     eval_every = 10          checkpoint_every = 10    device = "cpu"
     workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
     address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
+    init = ""                # "" = random; or a .genome file of the same decoder and
+                             # layout to start from (see `load_init`)
 
     [task]
     objectives = ["faces", "wiring"]   # evo.objectives.OBJECTIVES
@@ -65,6 +67,7 @@ TOP = {
     "workers": 0,
     "address": "",
     "device": "cpu",
+    "init": "",
 }
 SECTIONS = {
     "task": {
@@ -133,6 +136,8 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             "address",
             f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
         )
+    if not isinstance(cfg["init"], str):
+        _fail(source, "init", f'must be a path to a .genome file, or "", got {cfg["init"]!r}')
     try:
         torch.device(cfg["device"])
     except (RuntimeError, TypeError):
@@ -254,7 +259,40 @@ def resolve(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
+    if cfg["init"]:
+        # Kept absolute, so that a resumed run finds it from anywhere.
+        cfg["init"] = str(Path(cfg["init"]).expanduser().resolve())
+        load_init(cfg, source)
     return cfg
+
+
+def load_init(cfg: dict[str, Any], source: str = "config") -> torch.Tensor | None:
+    """The genome [D] a run starts from (`init`), or None for a random start.
+
+    The file must hold a genome of the run's decoder, settings and layout. A
+    distribution-based searcher takes it as its first center, the gradient
+    optimiser as its first genome, and the GA starts from a population of
+    copies that its mutations spread out.
+    """
+    if not cfg["init"]:
+        return None
+    from genome.files import GenomeFileError, load_genome
+
+    try:
+        gf = load_genome(cfg["init"])
+    except GenomeFileError as e:
+        raise ConfigError(f"{source}: init: {e}") from None
+    decoder = build_decoder(cfg)
+    theirs = (gf.decoder.name, gf.decoder.settings, gf.layout.describe())
+    ours = (decoder.name, decoder.settings, decoder.layout.describe())
+    if theirs != ours:
+        _fail(
+            source,
+            "init",
+            f"{cfg['init']} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
+            f"{theirs[2]}; this run needs {ours[0]} with settings {ours[1]} on layout {ours[2]}",
+        )
+    return gf.genome
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -357,4 +395,5 @@ def build_problem(cfg: dict[str, Any]) -> GenomeProblem:
         seed=cfg["seed"],
         device=cfg["device"],
         workers=workers,
+        init=load_init(cfg),
     )

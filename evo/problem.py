@@ -30,6 +30,7 @@ import logging
 import math
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from evotorch import Problem, SolutionBatch
 
 from evo.objectives import Objective
 from genome.decoders.base import Decoder
+from genome.phenotype import Phenotype
 
 # EvoTorch logs every Problem construction at INFO; keep runs quiet.
 logging.getLogger("evotorch").setLevel(logging.WARNING)
@@ -113,6 +115,7 @@ class GenomeProblem(Problem):
         seed: int = 0,
         device: str = "cpu",
         workers: int | str = 0,
+        init: torch.Tensor | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -134,6 +137,7 @@ class GenomeProblem(Problem):
         # Main-process record of every batch evaluated since the last `drain()`.
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
+        self._workspaces: dict[tuple, Phenotype] = {}
         senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
         super().__init__(
             senses,
@@ -145,6 +149,12 @@ class GenomeProblem(Problem):
             store_solution_stats=False,
         )
         self._init_generator = seeded(self.run_seed, STREAM_INIT)
+        if init is not None and tuple(init.shape) != (self.solution_length,):
+            raise ValueError(
+                f"init must be one genome of {self.solution_length} genes, got {list(init.shape)}"
+            )
+        # The genome every initial solution copies (None: each gene block's own distribution).
+        self.init = None if init is None else init.detach().to(self.device, torch.float32)
 
     # --- columns --------------------------------------------------------------
     def _columns(self) -> list[str]:
@@ -175,10 +185,10 @@ class GenomeProblem(Problem):
 
     @property
     def _nonserialized_attribs(self) -> list[str]:
-        return ["_evaluated", "_data_cache"]
+        return ["_evaluated", "_data_cache", "_workspaces"]
 
     def _use_pickle_data_from_main(self, state: dict) -> None:
-        self._evaluated, self._data_cache = [], None
+        self._evaluated, self._data_cache, self._workspaces = [], None, {}
 
     # --- data and scoring -------------------------------------------------------
     def data(self, generation: int) -> list[Any]:
@@ -215,7 +225,7 @@ class GenomeProblem(Problem):
                 chunk[:n] = part
                 chunk[n:] = part[:1]
                 part = chunk
-            phenotype = self.decoder.decode(part)
+            phenotype = self.decoder.decode(part, out=self._workspace(part))
             out: dict[str, torch.Tensor] = {}
             for obj, batch in zip(self.objectives, data, strict=True):
                 values = obj.evaluate(phenotype, batch)
@@ -225,6 +235,28 @@ class GenomeProblem(Problem):
         if len(parts) == 1:
             return parts[0]
         return {k: torch.cat([q[k] for q in parts]) for k in parts[0]}
+
+    def _workspace(self, part: torch.Tensor) -> Phenotype | None:
+        """Buffers for a chunk's phenotype, reused from chunk to chunk (None: allocate).
+
+        Fresh memory for every chunk costs page faults: a chunk of 784-800-10
+        networks is 40 MB. Scores never keep the phenotype, so one workspace
+        serves every chunk of the same shape; a differentiable score gets its own.
+        """
+        if torch.is_grad_enabled() and part.requires_grad:
+            return None
+        key = (part.shape[0], part.dtype, part.device)
+        if key not in self._workspaces:
+            if len(self._workspaces) >= 4:  # chunks, the champion's re-score, a loop of one
+                self._workspaces.clear()
+            shapes = self.decoder.layout.layer_shapes()
+            new = partial(torch.empty, dtype=part.dtype, device=part.device)
+            self._workspaces[key] = Phenotype(
+                [new(key[0], o, i) for o, i in shapes],
+                [new(key[0], o) for o, _ in shapes],
+                self.decoder.layout,
+            )
+        return self._workspaces[key]
 
     def loss(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted sum [P] of the objective values (minimised)."""
@@ -257,7 +289,11 @@ class GenomeProblem(Problem):
 
     # --- EvoTorch hooks ---------------------------------------------------------------
     def _fill(self, values: torch.Tensor) -> None:
-        # Initial genomes from each gene block's own distribution (not a uniform box).
+        # Initial genomes: copies of `init`, else from each gene block's own
+        # distribution (not a uniform box). A searcher's first center is one of them.
+        if self.init is not None:
+            values[:] = self.init.to(values.device, values.dtype)
+            return
         init = self.decoder.init(values.shape[0], self._init_generator, values.dtype)
         values[:] = init.to(values.device)
 

@@ -310,6 +310,8 @@ def _finish(
         "weights": cfg["task"]["weights"],
         "algorithm": cfg["algorithm"]["name"],
     }
+    if cfg["init"]:
+        lineage["init"] = cfg["init"]
     best_path = None
     if best is not None and not best["test"]:
         best["test"] = _test(problem, best["genome"])

@@ -7,6 +7,7 @@ import csv
 from typing import Any
 
 import pytest
+import torch
 from run_configs import TINY as BASE
 from run_configs import changed
 
@@ -63,3 +64,68 @@ def test_re_evaluate_false_scores_only_the_children(tmp_path, re_evaluate, per_g
     with open(run_dir / "metrics.csv", newline="") as f:
         evaluations = [int(r["evaluations"]) for r in csv.DictReader(f)]
     assert evaluations == per_generation
+
+
+# --- starting from a genome file (`init`) ---------------------------------------
+def _resolved(raw: dict[str, Any]) -> dict[str, Any]:
+    return C.resolve(C.validate(raw, "test"), "test")
+
+
+@pytest.fixture(scope="module")
+def evolved(tmp_path_factory) -> tuple[Any, Any]:
+    """A genome file from a short SNES run on digits, and the tensor it holds."""
+    from genome.files import load_genome
+
+    out = tmp_path_factory.mktemp("init")
+    res = new_run(_resolved(BASE), out, progress=False)
+    return res.best_path, load_genome(res.best_path).genome
+
+
+def test_every_searcher_starts_from_the_init_genome(evolved):
+    from evo.algorithms import EvoEngine
+    from evo.gradient import GradientEngine
+
+    path, genome = evolved
+    for name in ("snes", "cmaes", "pgpe"):
+        cfg = _resolved(changed(BASE, init=str(path), algorithm__name=name))
+        engine = EvoEngine(C.build_problem(cfg), name, {"population_size": 8})
+        assert torch.equal(engine.center(), genome), name
+    cfg = _resolved(changed(TINY, init=str(path)))
+    engine = EvoEngine(C.build_problem(cfg), "ga", {"population_size": 8})
+    values, _ = engine.population()
+    assert torch.equal(values, genome.expand(8, -1))  # copies, which mutation spreads out
+    cfg = _resolved(
+        changed(BASE, init=str(path), algorithm={"name": "gradient", "population_size": 1})
+    )
+    engine = GradientEngine(C.build_problem(cfg), {})
+    assert torch.equal(engine.center(), genome)
+
+
+def test_a_run_from_a_genome_records_it_and_is_reproducible(evolved, tmp_path):
+    from genome.files import load_genome
+
+    path, _ = evolved
+    cfg = _resolved(changed(TINY, init=str(path)))
+    assert cfg["init"] == str(path.resolve())
+    first, second = (new_run(cfg, tmp_path / k, progress=False) for k in "ab")
+    assert torch.equal(first.best_genome, second.best_genome)
+    assert load_genome(first.best_path).lineage["init"] == str(path.resolve())
+    front = sorted((first.run_dir / "pareto").glob("*.genome"))
+    assert front
+    for f in front:
+        assert load_genome(f).lineage["init"] == str(path.resolve())
+
+
+def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
+    path, _ = evolved
+    with pytest.raises(C.ConfigError, match=r"init: must be a path to a \.genome file"):
+        _resolved(changed(BASE, init=3))
+    with pytest.raises(C.ConfigError, match=r"test: init: .*missing"):
+        _resolved(changed(BASE, init=str(tmp_path / "missing.genome")))
+    junk = tmp_path / "junk.genome"
+    junk.write_bytes(b"not a genome")
+    with pytest.raises(C.ConfigError, match=r"test: init: "):
+        _resolved(changed(BASE, init=str(junk)))
+    wider = changed(BASE, init=str(path), decoder__settings={"hidden": [5, 5]})
+    with pytest.raises(C.ConfigError, match=r"init: .* holds a gnet genome .*this run needs gnet"):
+        _resolved(wider)

@@ -133,8 +133,15 @@ class Decoder(ABC):
         population: torch.Tensor,
         layout: Layout | None = None,
         chunk_size: int | None = None,
+        out: Phenotype | None = None,
     ) -> Phenotype:
-        """The phenotypes [P] of a population [P, D] (or one genome [D]) on its device."""
+        """The phenotypes [P] of a population [P, D] (or one genome [D]) on its device.
+
+        With `out` (a phenotype of the same layout, population size, dtype and
+        device), the weights and biases are written into its tensors and it is
+        returned: a caller that decodes batch after batch reuses one workspace
+        instead of allocating (and page-faulting) fresh memory every time.
+        """
         layout = layout or self.layout
         if layout is not self.layout:
             self.check_layout(layout)
@@ -154,15 +161,36 @@ class Decoder(ABC):
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         dev, dt = population.device, population.dtype
-        weights = [torch.empty(p, o, i, device=dev, dtype=dt) for o, i in layout.layer_shapes()]
-        biases = [torch.empty(p, o, device=dev, dtype=dt) for o, _ in layout.layer_shapes()]
+        if out is not None:
+            self._check_out(out, layout, p, dt, dev)
+            weights, biases = out.weights, out.biases
+        else:
+            weights = [torch.empty(p, o, i, device=dev, dtype=dt) for o, i in layout.layer_shapes()]
+            biases = [torch.empty(p, o, device=dev, dtype=dt) for o, _ in layout.layer_shapes()]
         for start in range(0, p, chunk_size):
             stop = min(p, start + chunk_size)
             genes = spec.split(population[start:stop])
             outs = [w[start:stop] for w in weights]
             for k, b in enumerate(self._decode_into(genes, layout, outs)):
                 biases[k][start:stop] = b
-        return Phenotype(weights, biases, layout)
+        return out if out is not None else Phenotype(weights, biases, layout)
+
+    @staticmethod
+    def _check_out(out: Phenotype, layout: Layout, p: int, dtype, device) -> None:
+        tensors = [*out.weights, *out.biases]
+        if (
+            out.layout != layout
+            or out.population_size != p
+            or any(t.dtype != dtype or t.device != device for t in tensors)
+            or not all(t.is_contiguous() for t in tensors)
+        ):
+            raise ValueError(
+                f"out must be a phenotype of layout {layout.describe()} for {p} genomes, "
+                f"{dtype} on {device}, with contiguous tensors; got layout "
+                f"{out.layout.describe()} for {out.population_size}, {out.dtype} on {out.device}"
+            )
+        if any(t.requires_grad for t in tensors):
+            raise ValueError("out must not require grad: decoding writes into it in place")
 
     def _decode_into(
         self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]
