@@ -1,22 +1,52 @@
 #!/usr/bin/env bash
 # Reproduce one result: bench/results/run.sh NAME [innate evolve options...]
 # NAME is a config in configs/results/ (faces_lfw, digits_gradient_300x,
-# digits_gradient_1000x, faces_wiring_pareto, digits_evolution_300x).
+# digits_gradient_1000x, faces_wiring_weighted, faces_wiring_pareto,
+# digits_evolution_300x).
 # Runs `innate evolve`, then prints `innate report` and the claim's numbers.
+#
+# A config may build on other results, named in its comment lines:
+#   # init-from: NAME   start from the best genome of a run of NAME (--init)
+#   # reference: NAME   compare the Pareto front with the best genome of NAME
+# Those runs come first, with the same options (a --seed applies to all).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 name=${1:?usage: bench/results/run.sh NAME [evolve options]}
 shift
-cfg=configs/results/$name.toml
 out=${OUT:-runs/results}
 py=${PYTHON:-.venv/bin/python}
 innate=${INNATE:-.venv/bin/innate}
 mkdir -p "$out"
-log=$(mktemp)
-"$innate" evolve "$cfg" --out "$out" --quiet "$@" | tee "$log"
-run_dir=$(sed -n 's/^finished generation [0-9]*: //p; s/^interrupted at generation [0-9]*: //p' "$log" | tail -1)
-rm -f "$log"
-"$innate" report "$run_dir"
+
+# evolve NAME [options]: run configs/results/NAME.toml; prints the run directory last.
+evolve() {
+    local cfg=configs/results/$1.toml log
+    shift
+    [[ -f $cfg ]] || { echo "no result config $cfg" >&2; exit 2; }
+    log=$(mktemp)
+    "$innate" evolve "$cfg" --out "$out" --quiet "$@" | tee "$log" >&2
+    sed -n 's/^finished generation [0-9]*: //p; s/^interrupted at generation [0-9]*: //p' "$log" | tail -1
+    rm -f "$log"
+}
+
+# depends KEY: the result NAME a config's "# KEY: NAME" line names (empty if none).
+depends() { sed -n "s/^# $1: *\([a-z0-9_]*\).*/\1/p" "configs/results/$name.toml" | head -1; }
+
 extra=()
-[[ $name == faces_wiring_pareto ]] && extra=(--pareto)
-"$py" bench/results/summarize.py "$run_dir" "${extra[@]}"
+init=$(depends init-from)
+if [[ -n $init ]]; then
+    echo "== $name starts from the best genome of $init" >&2
+    extra+=(--init "$(evolve "$init" "$@")/best.genome")
+fi
+summary=()
+reference=$(depends reference)
+if [[ -n $reference ]]; then
+    echo "== $name is compared with the best genome of $reference" >&2
+    summary+=(--reference "$(evolve "$reference" "$@")/best.genome")
+fi
+run_dir=$(evolve "$name" "${extra[@]}" "$@")
+"$innate" report "$run_dir"
+if grep -q '^mode = "pareto"' "configs/results/$name.toml"; then
+    summary=(--pareto "${summary[@]}")
+fi
+"$py" bench/results/summarize.py "$run_dir" "${summary[@]}"
