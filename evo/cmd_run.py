@@ -132,8 +132,9 @@ def register(app: typer.Typer) -> None:
         for k in ("wall_s", "evals_per_s", "nan_count", "best_generation"):
             if k in s:
                 typer.echo(f"  {k}: {s[k]:.4g}" if isinstance(s[k], float) else f"  {k}: {s[k]}")
-        for k, v in s.get("best", {}).items():
-            typer.echo(f"  best {k}: {v:.4f}")
+        for kind in ("best", "center"):
+            for k, v in s.get(kind, {}).items():
+                typer.echo(f"  {kind} {k}: {v:.4f}")
         typer.echo(f"  plot: {png}")
 
     @app.command()

@@ -93,5 +93,9 @@ def summary(run_dir: str | Path) -> dict[str, Any]:
         if best:
             out["best_generation"] = best["generation"]
             out["best"] = {**best["fitness"], **best["test"]}
+    if (run_dir / "center.genome").is_file():
+        from genome.files import load_genome
+
+        out["center"] = load_genome(run_dir / "center.genome").fitness
     out["files"] = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
     return out

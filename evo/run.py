@@ -10,6 +10,9 @@ end. Its directory holds:
     metrics.csv     one row per generation (see `metric_columns`)
     checkpoint.pt   engine state, next generation, best so far (evo/checkpoint.py)
     best.genome     the best genome so far, with fitness and lineage
+    center.genome   the search distribution's mean at the end (SNES, XNES, PGPE,
+                    CEM, CMA-ES): what the search converges to, scored on the
+                    last generation's batch and on the test data like best.genome
     pareto/*.genome the final non-dominated set (Pareto mode)
     fitness.png     the fitness plot (evo/report.py)
 
@@ -42,6 +45,7 @@ from genome.files import write_atomic
 
 METRICS = "metrics.csv"
 BEST = "best.genome"
+CENTER = "center.genome"
 
 
 @dataclass
@@ -322,6 +326,21 @@ def _finish(
             problem,
             {**best["fitness"], **best["test"]},
             {**lineage, "generation": best["generation"]},
+        )
+    center = engine.center() if isinstance(engine, EvoEngine) else None
+    if center is not None and generation > 0:
+        # The champion won on one noisy minibatch; the mean is where the search went.
+        with torch.no_grad():
+            fit, data = problem.fitness(problem.score(center[None], generation - 1, exact=False))
+        write_genome(
+            run_dir / CENTER,
+            center,
+            problem,
+            {
+                **fitness_dict(problem, torch.cat([fit, data], dim=1).cpu()[0]),
+                **_test(problem, center),
+            },
+            {**lineage, "generation": generation - 1, "genome": "center"},
         )
     if problem.mode == "pareto" and not interrupted:
         write_pareto(run_dir, problem, engine, lineage, generation)

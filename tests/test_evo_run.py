@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from evo import config as C
 from evo.algorithms import ALGORITHMS
-from evo.checkpoint import read_state
+from evo.checkpoint import load_checkpoint, read_state
 from evo.cli import app
 from evo.objectives import OBJECTIVES, Objective
 from evo.outputs import pareto_front
@@ -49,6 +49,8 @@ def test_every_algorithm_writes_a_run_directory(tmp_path, name):
     assert all(int(x["nan_count"]) == 0 and float(x["evals_per_s"]) > 0 for x in r)
     assert res.generation == 3 and math.isfinite(res.best_fitness)
     assert read_state(d)["generation"] == 3
+    # A distribution-based searcher also leaves its final mean.
+    assert (d / "center.genome").is_file() == (name not in ("ga", "gradient"))
 
 
 def test_same_seed_same_run_whatever_the_global_rng_and_another_seed_differs(tmp_path):
@@ -186,6 +188,15 @@ def test_best_genome_file_and_cli_report(tmp_path):
     out = CliRunner().invoke(app, ["report", str(res.run_dir)])
     assert out.exit_code == 0, out.output
     assert "best test_digits_acc" in out.output and "fitness.png" in out.output
+    # The SNES mean at the end: the searcher's own center, scored like the best genome.
+    c = load_genome(res.run_dir / "center.genome")
+    state = read_state(res.run_dir)
+    engine_center = load_checkpoint(
+        res.run_dir, C.build_problem(C.load(res.run_dir / "config.toml"))
+    )[0].center()
+    assert torch.equal(c.genome, engine_center) and c.lineage["genome"] == "center"
+    assert c.lineage["generation"] == state["generation"] - 1 and "test_digits_acc" in c.fitness
+    assert "center test_digits_acc" in out.output
 
 
 def test_cli_evolve_with_overrides(tmp_path):

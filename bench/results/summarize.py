@@ -4,7 +4,8 @@
 
 Always: genome length and compression of best.genome, the run's wall time and
 the best genome's held-out test metrics (LFW for faces, the test split for
-digits), re-measured here from the genome file. Faces runs also get accuracy
+digits), re-measured here from the genome file; the same for center.genome
+(the search distribution's mean) where the run wrote one. Faces runs also get accuracy
 and ROC-AUC on a fixed procedural test batch (4,096 images from a seed no run
 uses for training; selection never sees it).
 
@@ -114,6 +115,24 @@ def main() -> None:
         out.update(
             {k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()}
         )
+    center = run / "center.genome"
+    if center.is_file():
+        gc = load_genome(center)
+        pc = gc.decoder.decode(gc.genome)
+        if "faces" in objs:
+            from tasks import lfw_faces
+
+            acc, auc = faces_metrics(pc, *lfw_faces())
+            out.update(
+                center_lfw_acc=round(float(acc[0]), 4), center_lfw_auc=round(float(auc[0]), 4)
+            )
+        if "digits" in objs:
+            out.update(
+                {
+                    f"center_{k}": round(v, 4)
+                    for k, v in digits_metrics(pc, cfg["task"]["dataset"]).items()
+                }
+            )
     print(json.dumps(out, indent=2))
     if args.pareto:
         pareto(run, args.reference)
