@@ -119,11 +119,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Redraw a run's plot and print its summary."""
         from evo.report import plot_run, summary
+        from genome.files import GenomeFileError
 
         try:
             png = plot_run(run_dir)
             s = summary(run_dir)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, GenomeFileError) as e:
             _fail(str(e))
         if as_json:
             typer.echo(json.dumps({**s, "plot": str(png)}, indent=2))

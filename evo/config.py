@@ -7,7 +7,8 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
     address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
     init = ""                # "" = random; or a .genome file of the same decoder and
-                             # layout to start from (see `load_init`)
+                             # layout to start from (see `load_init`; a relative
+                             # path is relative to the working directory)
 
     [task]
     objectives = ["faces", "wiring"]   # evo.objectives.OBJECTIVES
@@ -234,8 +235,13 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     return cfg
 
 
-def resolve(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
-    """Fill in what depends on the task and decoder (layout input/output, decoder settings)."""
+def resolve(
+    cfg: dict[str, Any], source: str = "config", *, check_init: bool = True
+) -> dict[str, Any]:
+    """Fill in what depends on the task and decoder (layout input/output, decoder settings).
+
+    `check_init=False` leaves the `init` file unread (a resumed run has its own copy).
+    """
     cfg = copy.deepcopy(cfg)
     obj = data_objective(cfg)
     lay = cfg["layout"]
@@ -259,27 +265,33 @@ def resolve(cfg: dict[str, Any], source: str = "config") -> dict[str, Any]:
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
-    if cfg["init"]:
-        # Kept absolute, so that a resumed run finds it from anywhere.
+    if cfg["init"] and check_init:
         cfg["init"] = str(Path(cfg["init"]).expanduser().resolve())
         load_init(cfg, source)
     return cfg
 
 
-def load_init(cfg: dict[str, Any], source: str = "config") -> torch.Tensor | None:
+INIT = "init.genome"
+
+
+def load_init(
+    cfg: dict[str, Any], source: str = "config", run_dir: Path | None = None
+) -> torch.Tensor | None:
     """The genome [D] a run starts from (`init`), or None for a random start.
 
     The file must hold a genome of the run's decoder, settings and layout. A
     distribution-based searcher takes it as its first center, the gradient
     optimiser as its first genome, and the GA starts from a population of
-    copies that its mutations spread out.
+    copies that its mutations spread out. A run directory keeps its own copy
+    (`init.genome`), which is read in preference to the original.
     """
     if not cfg["init"]:
         return None
     from genome.files import GenomeFileError, load_genome
 
+    path = run_dir / INIT if run_dir is not None and (run_dir / INIT).is_file() else cfg["init"]
     try:
-        gf = load_genome(cfg["init"])
+        gf = load_genome(path)
     except GenomeFileError as e:
         raise ConfigError(f"{source}: init: {e}") from None
     decoder = build_decoder(cfg)
@@ -289,13 +301,13 @@ def load_init(cfg: dict[str, Any], source: str = "config") -> torch.Tensor | Non
         _fail(
             source,
             "init",
-            f"{cfg['init']} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
+            f"{path} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
             f"{theirs[2]}; this run needs {ours[0]} with settings {ours[1]} on layout {ours[2]}",
         )
     return gf.genome
 
 
-def load(path: str | Path) -> dict[str, Any]:
+def load(path: str | Path, *, check_init: bool = True) -> dict[str, Any]:
     """A validated, resolved config from a TOML file."""
     path = Path(path)
     try:
@@ -304,17 +316,19 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return resolve(validate(raw, str(path)), str(path))
+    return resolve(validate(raw, str(path)), str(path), check_init=check_init)
 
 
-def override(cfg: dict[str, Any], source: str = "command line", **values: Any) -> dict[str, Any]:
+def override(
+    cfg: dict[str, Any], source: str = "command line", *, check_init: bool = True, **values: Any
+) -> dict[str, Any]:
     """cfg with command-line overrides (None = keep); population sets algorithm.population_size."""
     raw = copy.deepcopy(cfg)
     pop = values.pop("population", None)
     if pop is not None:
         raw["algorithm"]["population_size"] = pop
     raw.update({k: v for k, v in values.items() if v is not None})
-    return resolve(validate(raw, source), source)
+    return resolve(validate(raw, source), source, check_init=check_init)
 
 
 def dumps(cfg: dict[str, Any]) -> str:
@@ -384,7 +398,7 @@ def ray_workers(cfg: dict[str, Any]) -> int | str:
     return cfg["workers"] or ("max" if cfg["address"] else 0)
 
 
-def build_problem(cfg: dict[str, Any]) -> GenomeProblem:
+def build_problem(cfg: dict[str, Any], run_dir: Path | None = None) -> GenomeProblem:
     """The problem of a resolved config (connect Ray first when `ray_workers(cfg)`)."""
     workers = ray_workers(cfg)
     return GenomeProblem(
@@ -395,5 +409,5 @@ def build_problem(cfg: dict[str, Any]) -> GenomeProblem:
         seed=cfg["seed"],
         device=cfg["device"],
         workers=workers,
-        init=load_init(cfg),
+        init=load_init(cfg, run_dir=run_dir),
     )

@@ -207,9 +207,10 @@ class GenomeProblem(Problem):
         """Raw objective values and metrics {column: [P]} of a population; differentiable.
 
         With `exact`, the population is scored in chunks of exactly `EVAL_CHUNK`
-        genomes (the last one padded with copies) in fresh, aligned memory: CPU
-        kernels pick their code path by shape and by alignment, so without this
-        a genome's fitness could change in the last bits with the size of the
+        genomes (the last one padded with copies), each copied to fresh, aligned
+        memory and decoded into one reused workspace (`_workspace`): CPU kernels
+        pick their code path by shape and by alignment, so without this a
+        genome's fitness could change in the last bits with the size of the
         piece of the population it is scored in (serial versus a Ray actor).
         """
         data = self.data(generation)

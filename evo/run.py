@@ -7,6 +7,7 @@ write the best genome (and in Pareto mode the non-dominated genomes) at the
 end. Its directory holds:
 
     config.toml     the resolved config (all `--resume` needs)
+    init.genome     a copy of the genome the run started from, if any (`init`)
     metrics.csv     one row per generation (see `metric_columns`)
     checkpoint.pt   engine state, next generation, best so far (evo/checkpoint.py)
     best.genome     the best genome so far, with fitness and lineage
@@ -24,6 +25,7 @@ killed and resumed ends bit-identical to one never interrupted.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import signal
@@ -194,6 +196,9 @@ def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True
         k += 1
         run_dir = out / f"{C.run_name(cfg, stamp)}-{k}"
     run_dir.mkdir(parents=True)
+    if cfg["init"]:
+        # The run keeps its own copy: the original may move or change before a resume.
+        write_atomic(run_dir / C.INIT, Path(cfg["init"]).read_bytes())
     write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
     return drive(cfg, run_dir, resume=False, progress=progress)
 
@@ -205,7 +210,7 @@ def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> 
     (to run longer), workers and address.
     """
     run_dir = Path(run_dir)
-    cfg = C.load(run_dir / "config.toml")
+    cfg = C.load(run_dir / "config.toml", check_init=False)
     allowed = {"generations", "workers", "address"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:
@@ -213,7 +218,7 @@ def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> 
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
     if any(v is not None for v in overrides.values()):
-        cfg = C.override(cfg, **overrides)
+        cfg = C.override(cfg, check_init=False, **overrides)
         write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
     return drive(cfg, run_dir, resume=True, progress=progress)
 
@@ -222,7 +227,7 @@ def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = 
     """The search loop of a run directory, from scratch or from its checkpoint."""
     workers = C.ray_workers(cfg)
     started_ray = connect_ray(cfg["address"], workers) if workers else False
-    problem = C.build_problem(cfg)
+    problem = C.build_problem(cfg, run_dir)
     try:
         problem.start_actors()
         return _loop(cfg, run_dir, problem, resume=resume, progress=progress)
@@ -316,6 +321,9 @@ def _finish(
     }
     if cfg["init"]:
         lineage["init"] = cfg["init"]
+        copy = run_dir / C.INIT
+        if copy.is_file():
+            lineage["init_sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
     best_path = None
     if best is not None and not best["test"]:
         best["test"] = _test(problem, best["genome"])

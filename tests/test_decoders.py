@@ -308,3 +308,37 @@ def test_a_unit_with_one_input_keeps_a_live_weight(name):
         gains = make_decoder(name, layout).spec().split(population(make_decoder(name, layout)))
         expected = math.sqrt(2.0) * layer_gain(gains["l1.gain"])[:, :, None]
         torch.testing.assert_close(w.abs(), expected.expand_as(w), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decoding_into_a_workspace_equals_a_fresh_decode(name):
+    dec = make_decoder(name, LAYOUT)
+    first, second = population(dec, seed=1), population(dec, seed=2)
+    workspace = dec.decode(first)
+    assert dec.decode(second, out=workspace) is workspace
+    fresh = dec.decode(second)
+    for x, y in zip(
+        workspace.weights + workspace.biases, fresh.weights + fresh.biases, strict=True
+    ):
+        assert torch.equal(x, y)
+
+
+def test_a_workspace_of_the_wrong_kind_is_refused():
+    dec = make_decoder("gnet", LAYOUT)
+    pop = population(dec, n=4)
+    good = dec.decode(pop)
+    other = make_decoder("gnet", Layout.build((6, 5), [5], 3))
+    other_layout = other.decode(population(other, n=4))
+    for out in (dec.decode(pop[:3]), dec.decode(pop.float()), other_layout):
+        with pytest.raises(ValueError, match="out must be a phenotype of layout"):
+            dec.decode(pop, out=out)
+    strided = type(good)(
+        [w.transpose(1, 2).contiguous().transpose(1, 2) for w in good.weights],
+        good.biases,
+        good.layout,
+    )
+    with pytest.raises(ValueError, match="contiguous"):
+        dec.decode(pop, out=strided)
+    tracked = type(good)([w.requires_grad_(True) for w in good.weights], good.biases, good.layout)
+    with pytest.raises(ValueError, match="must not require grad"):
+        dec.decode(pop, out=tracked)

@@ -129,3 +129,35 @@ def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
     wider = changed(BASE, init=str(path), decoder__settings={"hidden": [5, 5]})
     with pytest.raises(C.ConfigError, match=r"init: .* holds a gnet genome .*this run needs gnet"):
         _resolved(wider)
+
+
+def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from evo.cli import app
+    from evo.run import resume_run
+    from genome.files import load_genome
+
+    path, _ = evolved
+    source = tmp_path / "source.genome"
+    shutil.copy(path, source)
+    config = tmp_path / "snes.toml"
+    config.write_text(C.dumps(_resolved(BASE)))
+    out = CliRunner().invoke(
+        app,
+        ["evolve", str(config), "--init", str(source), "--out", str(tmp_path / "runs"), "--quiet"],
+    )
+    assert out.exit_code == 0, out.output
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    # The run keeps its own copy of the genome it started from.
+    assert (run_dir / "init.genome").read_bytes() == source.read_bytes()
+    source.unlink()
+    resumed = resume_run(run_dir, progress=False, generations=5)
+    assert resumed.generation == 5
+    lineage = load_genome(run_dir / "best.genome").lineage
+    assert lineage["init"] == str(source.resolve()) and len(lineage["init_sha256"]) == 64
+    # Resuming may not swap the genome a run started from.
+    with pytest.raises(C.ConfigError, match=r"--resume: \['init'\] would change the run's result"):
+        resume_run(run_dir, progress=False, init=str(path))

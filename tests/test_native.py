@@ -244,16 +244,20 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
         "baseline": [base],
     }
     threads = torch.get_num_threads()
-    grown = {}
+    grown, openmp_of = {}, {}
     try:
         torch.set_num_threads(2)
         for name, flag_sets in variants.items():
             _build_with(monkeypatch, tmp_path, name, flag_sets)
             with native.use("native"):
                 grown[name] = [d.decode(p).weights for d, p in zip(decoders, pops, strict=True)]
+                openmp_of[name] = native._required(torch.float32, (8, 8)).openmp
     finally:
         torch.set_num_threads(threads)
         native._build.cache_clear()
+    # Where torch runs on OpenMP, the default build shares its threads.
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    assert openmp_of["default"] == openmp and not openmp_of["no-openmp"]
     for name, weights in grown.items():
         for got, expected in zip(weights, grown["default"], strict=True):
             for w, e in zip(got, expected, strict=True):

@@ -8,8 +8,10 @@
 # A config may build on other results, named in its comment lines:
 #   # init-from: NAME   start from the best genome of a run of NAME (--init)
 #   # reference: NAME   compare the Pareto front with the best genome of NAME
-# Those runs come first, with the same options (a --seed applies to all).
+# Those runs come first (each time, with the same options: a --seed applies to
+# all); a result they name may not itself name others.
 set -euo pipefail
+shopt -s inherit_errexit  # a failed run inside $(...) stops the script too
 cd "$(dirname "$0")/../.."
 name=${1:?usage: bench/results/run.sh NAME [evolve options]}
 shift
@@ -18,15 +20,18 @@ py=${PYTHON:-.venv/bin/python}
 innate=${INNATE:-.venv/bin/innate}
 mkdir -p "$out"
 
-# evolve NAME [options]: run configs/results/NAME.toml; prints the run directory last.
+# evolve NAME [options]: run configs/results/NAME.toml; prints its run directory
+# (on stdout, everything else on stderr). A run that does not finish stops the script.
 evolve() {
-    local cfg=configs/results/$1.toml log
+    local cfg=configs/results/$1.toml log dir
     shift
     [[ -f $cfg ]] || { echo "no result config $cfg" >&2; exit 2; }
     log=$(mktemp)
     "$innate" evolve "$cfg" --out "$out" --quiet "$@" | tee "$log" >&2
-    sed -n 's/^finished generation [0-9]*: //p; s/^interrupted at generation [0-9]*: //p' "$log" | tail -1
+    dir=$(sed -n 's/^finished generation [0-9]*: //p' "$log" | tail -1)
     rm -f "$log"
+    [[ -n $dir ]] || { echo "$cfg: the run did not finish" >&2; exit 1; }
+    echo "$dir"
 }
 
 # depends KEY: the result NAME a config's "# KEY: NAME" line names (empty if none).
@@ -36,17 +41,19 @@ extra=()
 init=$(depends init-from)
 if [[ -n $init ]]; then
     echo "== $name starts from the best genome of $init" >&2
-    extra+=(--init "$(evolve "$init" "$@")/best.genome")
+    dir=$(evolve "$init" "$@")
+    extra+=(--init "$dir/best.genome")
 fi
 summary=()
 reference=$(depends reference)
 if [[ -n $reference ]]; then
     echo "== $name is compared with the best genome of $reference" >&2
-    summary+=(--reference "$(evolve "$reference" "$@")/best.genome")
+    dir=$(evolve "$reference" "$@")
+    summary+=(--reference "$dir/best.genome")
 fi
 run_dir=$(evolve "$name" "${extra[@]}" "$@")
 "$innate" report "$run_dir"
-if grep -q '^mode = "pareto"' "configs/results/$name.toml"; then
+if grep -Eq '^[[:space:]]*mode[[:space:]]*=[[:space:]]*"pareto"' "configs/results/$name.toml"; then
     summary=(--pareto "${summary[@]}")
 fi
 "$py" bench/results/summarize.py "$run_dir" "${summary[@]}"

@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--pareto", action="store_true")
     ap.add_argument("--reference", type=Path, help="a genome evolved for accuracy alone")
     args = ap.parse_args()
+    if args.reference is not None and not args.pareto:
+        ap.error("--reference compares a Pareto front: give --pareto too")
     run = args.run_dir
     import tomllib
 
@@ -211,14 +213,15 @@ def pareto(run: Path, reference: Path | None = None) -> None:
     }
     if near:
         short = min(near, key=lambda r: r["wiring"])
+        ratio = ref["wiring"] / short["wiring"] if short["wiring"] > 0 else float("inf")
         against.update(
             short_file=short["file"],
             short_acc=round(short["acc"], 4),
             short_wiring=round(short["wiring"], 1),
             short_lfw_auc=round(short["lfw_auc"], 4),
-            wiring_ratio=round(ref["wiring"] / short["wiring"], 2),
-            raw_ratio=round(ref["raw"] / short["raw"], 2),
-            claim_met=bool(ref["wiring"] / short["wiring"] >= 2.0),
+            wiring_ratio=round(ratio, 2),
+            raw_ratio=round(ref["raw"] / short["raw"], 2) if short["raw"] > 0 else float("inf"),
+            claim_met=bool(ratio >= 2.0),
         )
     else:
         against.update(short_file=None, claim_met=False)

@@ -121,7 +121,7 @@ def _flag_sets() -> list[list[str]]:
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
         flags += ["-mavx2", "-mfma"]
     # The library then links the libgomp that torch has loaded (same soname),
-    # so its parallel regions run on torch's OpenMP threads.
+    # so its parallel regions run on torch's OpenMP threads (checked on load).
     if "parallel backend: OpenMP" in torch.__config__.parallel_info():
         return [[*flags, "-fopenmp"], flags]
     return [flags]
@@ -183,8 +183,23 @@ def _build(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
     lib.innate_project.restype = None
     lib.innate_standardize.argtypes = [i32] + [i64] * 4 + [ptr] * 3 + [dbl, dbl]
     lib.innate_standardize.restype = None
-    lib.openmp = bool(lib.innate_openmp())
+    lib.openmp = bool(lib.innate_openmp()) and _shares_torch_openmp(lib)
     return lib
+
+
+def _shares_torch_openmp(lib: ctypes.CDLL) -> bool:
+    """Whether the library's OpenMP runtime is torch's (it follows torch.set_num_threads).
+
+    Where torch ships a differently named runtime, the library loads a second
+    one; its parallel regions would then compete with torch's threads, so the
+    library runs its rows on the Python threads instead.
+    """
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        return lib.innate_omp_max_threads() == threads + 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _load(compiler: str, flags: list[str], defines: list[str], stem: str) -> ctypes.CDLL | str:

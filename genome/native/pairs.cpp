@@ -200,8 +200,11 @@ int innate_lanes() { return LANES; }
 int innate_n_params() { return N_PARAMS; }
 #ifdef _OPENMP
 int innate_openmp() { return 1; }
+// The thread count the calling thread's next parallel region would use.
+int innate_omp_max_threads() { return omp_get_max_threads(); }
 #else
 int innate_openmp() { return 0; }
+int innate_omp_max_threads() { return 0; }
 #endif
 
 // Rows [row0, row1) of the weights w [p][n_post][n_pre], one row per (individual,
