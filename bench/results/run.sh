@@ -37,6 +37,7 @@ evolve() {
 # depends KEY: the result NAME a config's "# KEY: NAME" line names (empty if none).
 depends() { sed -n "s/^# $1: *\([a-z0-9_]*\).*/\1/p" "configs/results/$name.toml" | head -1; }
 
+[[ -f configs/results/$name.toml ]] || { echo "no result config configs/results/$name.toml" >&2; exit 2; }
 extra=()
 init=$(depends init-from)
 if [[ -n $init ]]; then
