@@ -14,7 +14,9 @@ generator renders 256 new images). For each workload: its time (best of
 --repeats), its floating-point operation count (decode, weight scaling,
 forward), the achieved rate as a fraction of the matmul rate measured in the
 same process (a square float32 GEMM, measured at the start and again next to
-each workload; the higher rate is used), the ratio to a Python loop that
+each workload; the higher rate is used) and, steadier when the machine's speed drifts,
+the median over repeats of the ratio of one step's rate to one matmul's
+timed right before it, the ratio to a Python loop that
 scores one individual at a time (the baseline), the ratio to the same batched
 step on the plain torch decode path (`INNATE_KERNELS=torch`, see
 genome/native), the decode alone (in the same chunks), and the peak resident
@@ -127,6 +129,23 @@ def matmul_rate(device: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / t
 
 
+def paired_fraction(fn, flops: int, repeats: int, device: str, n: int = 2048) -> float:
+    """The median over `repeats` of (rate of one call of fn) / (rate of one matmul right before).
+
+    Each pair is timed under the same load, so a slow spell of a shared
+    machine slows both sides of a ratio instead of only one of the two best times.
+    """
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    fn()
+    ratios = []
+    for _ in range(repeats):
+        t_mm = best_time(lambda: a @ b, 1, device)
+        t_fn = best_time(fn, 1, device)
+        ratios.append((flops / t_fn) / (2 * n**3 / t_mm))
+    return sorted(ratios)[len(ratios) // 2]
+
+
 def step_flops(decoder, population_size: int, batch: int) -> int:
     """Decode, standardise and scale, forward: the arithmetic of one step."""
     layout = decoder.layout
@@ -199,6 +218,7 @@ def run(name: str, repeats: int, device: str, rate: float) -> dict:
     chunks = population.split(EVAL_CHUNK)
     decode_only = best_time(lambda: [decoder.decode(c) for c in chunks], repeats, device)
     flops = step_flops(decoder, w.population_size, w.batch)
+    paired = paired_fraction(Stepper(problem, population, new_data=False), flops, repeats, device)
     return {
         "workload": name,
         "layout": decoder.layout.describe(),
@@ -214,6 +234,7 @@ def run(name: str, repeats: int, device: str, rate: float) -> dict:
         "gflop_per_s": flops / batched / 1e9,
         "matmul_gflop_per_s": rate / 1e9,
         "matmul_fraction": flops / batched / rate,
+        "paired_matmul_fraction": paired,
         "with_draw_s": with_draw,
         "with_draw_matmul_fraction": flops / with_draw / rate,
         "native_decode": native.applies(population),
@@ -249,7 +270,8 @@ def main() -> None:
             f"{r['workload']:7s} {r['layout']:16s} {r['decoder']:22s} {r['compression']:6.1f}x "
             f"P={r['population_size']:<4d} B={r['batch']:<4d} step {r['step_s'] * 1e3:7.1f} ms "
             f"{r['gflop']:5.2f} GFLOP {r['gflop_per_s']:6.1f} GFLOP/s = "
-            f"{100 * r['matmul_fraction']:4.1f}% of matmul ({r['matmul_gflop_per_s']:.0f} GFLOP/s)  "
+            f"{100 * r['matmul_fraction']:4.1f}% of matmul ({r['matmul_gflop_per_s']:.0f} GFLOP/s; "
+            f"paired median {100 * r['paired_matmul_fraction']:4.1f}%)  "
             f"with the data draw {r['with_draw_s'] * 1e3:6.1f} ms = "
             f"{100 * r['with_draw_matmul_fraction']:4.1f}%  "
             f"decode {r['decode_s'] * 1e3:6.1f} ms = {r['decode_gflop_per_s']:5.1f} GFLOP/s  "
