@@ -115,9 +115,7 @@ def _champion(
     score = selection_score(problem, evals)
     i = int(torch.argmin(score))
     if best is not None:
-        with torch.no_grad():
-            fit, data = problem.fitness(problem.score(best["genome"][None], gen, exact=False))
-        again = torch.cat([fit, data], dim=1).cpu()
+        again = _evals_of(problem, best["genome"], gen)
         if float(selection_score(problem, again)[0]) <= float(score[i]):
             fitness = fitness_dict(problem, again[0])
             return {**best, "score": fitness["fitness"], "fitness": fitness}
@@ -128,6 +126,13 @@ def _champion(
         "fitness": fitness_dict(problem, evals[i]),
         "test": {},
     }
+
+
+def _evals_of(problem: GenomeProblem, genome: torch.Tensor, gen: int) -> torch.Tensor:
+    """The evals row [1, n_objectives + C] of one genome on generation `gen`'s batch."""
+    with torch.no_grad():
+        fit, data = problem.fitness(problem.score(genome[None], gen, exact=False))
+    return torch.cat([fit, data], dim=1).cpu()
 
 
 def _test(problem: GenomeProblem, genome: torch.Tensor) -> dict[str, float]:
@@ -338,16 +343,12 @@ def _finish(
     center = engine.center() if isinstance(engine, EvoEngine) else None
     if center is not None and generation > 0:
         # The champion won on one noisy minibatch; the mean is where the search went.
-        with torch.no_grad():
-            fit, data = problem.fitness(problem.score(center[None], generation - 1, exact=False))
+        evals = _evals_of(problem, center, generation - 1)[0]
         write_genome(
             run_dir / CENTER,
             center,
             problem,
-            {
-                **fitness_dict(problem, torch.cat([fit, data], dim=1).cpu()[0]),
-                **_test(problem, center),
-            },
+            {**fitness_dict(problem, evals), **_test(problem, center)},
             {**lineage, "generation": generation - 1, "genome": "center"},
         )
     if problem.mode == "pareto" and not interrupted:

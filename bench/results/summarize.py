@@ -77,6 +77,29 @@ def wall_s(run_dir: Path) -> float:
     return float(rows[-1]["wall_s"]) if rows else float("nan")
 
 
+def held_out(pheno, cfg: dict, procedural: bool = True) -> dict[str, float]:
+    """Held-out scores of one phenotype: LFW (and the procedural test batch) for faces,
+    the test and train splits for digits."""
+    objs = cfg["task"]["objectives"]
+    out: dict[str, float] = {}
+    if "faces" in objs:
+        from tasks import lfw_faces
+
+        acc, auc = faces_metrics(pheno, *lfw_faces())
+        out.update(lfw_acc=round(float(acc[0]), 4), lfw_auc=round(float(auc[0]), 4))
+        if procedural:
+            acc, auc = faces_metrics(pheno, *procedural_test())
+            out.update(
+                procedural_test_acc=round(float(acc[0]), 4),
+                procedural_test_auc=round(float(auc[0]), 4),
+            )
+    if "digits" in objs:
+        out.update(
+            {k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()}
+        )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir", type=Path)
@@ -101,40 +124,12 @@ def main() -> None:
         "wall_s": round(wall_s(run), 1),
         "best_generation": gf.lineage.get("generation"),
     }
-    objs = cfg["task"]["objectives"]
-    if "faces" in objs:
-        from tasks import lfw_faces
-
-        x, y = lfw_faces()
-        acc, auc = faces_metrics(pheno, x, y)
-        out.update(lfw_acc=round(float(acc[0]), 4), lfw_auc=round(float(auc[0]), 4))
-        px, py = procedural_test()
-        acc, auc = faces_metrics(pheno, px, py)
-        out.update(
-            procedural_test_acc=round(float(acc[0]), 4), procedural_test_auc=round(float(auc[0]), 4)
-        )
-    if "digits" in objs:
-        out.update(
-            {k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()}
-        )
+    out.update(held_out(pheno, cfg))
     center = run / "center.genome"
     if center.is_file():
         gc = load_genome(center)
-        pc = gc.decoder.decode(gc.genome)
-        if "faces" in objs:
-            from tasks import lfw_faces
-
-            acc, auc = faces_metrics(pc, *lfw_faces())
-            out.update(
-                center_lfw_acc=round(float(acc[0]), 4), center_lfw_auc=round(float(auc[0]), 4)
-            )
-        if "digits" in objs:
-            out.update(
-                {
-                    f"center_{k}": round(v, 4)
-                    for k, v in digits_metrics(pc, cfg["task"]["dataset"]).items()
-                }
-            )
+        scores = held_out(gc.decoder.decode(gc.genome), cfg, procedural=False)
+        out.update({f"center_{k}": v for k, v in scores.items()})
     print(json.dumps(out, indent=2))
     if args.pareto:
         pareto(run, args.reference)
