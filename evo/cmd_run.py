@@ -70,8 +70,11 @@ def register(app: typer.Typer) -> None:
         address: str = typer.Option(
             None, "--address", help='Join a Ray cluster ("auto" or host:port).'
         ),
-        init: Path = typer.Option(
-            None, "--init", help="Start from this .genome file (same decoder and layout)."
+        init: list[Path] = typer.Option(
+            None,
+            "--init",
+            help="Start from this .genome file (same decoder and layout); "
+            "repeat it to seed a GA's population with several.",
         ),
         out: Path = typer.Option(Path("runs"), "--out", help="Parent directory of new runs."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
@@ -93,7 +96,7 @@ def register(app: typer.Typer) -> None:
                     address=address,
                     population=population,
                     seed=seed,
-                    init=None if init is None else str(init),
+                    init=[str(p) for p in init] if init else None,
                 )
             else:
                 if config is None:
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
                     seed=seed,
                     workers=w,
                     address=address,
-                    init=None if init is None else str(init),
+                    init=[str(p) for p in init] if init else None,
                 )
                 res = new_run(cfg, out, progress=not quiet)
         except (C.ConfigError, FileNotFoundError) as e:

@@ -4,11 +4,15 @@ Layout of a config (every key but ``task.objectives`` has a default)::
 
     seed = 0                 generations = 100        batch_size = 256
     eval_every = 10          checkpoint_every = 10    device = "cpu"
+    final_batch_size = 1024  # optional: the batch grows linearly from batch_size to
+    batch_ramp = 4000        # this size at this generation (default: the run's
+                             # generations, fixed when the run starts); see
+                             # `GenomeProblem.batch_size_at`
     workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
     address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
     init = ""                # "" = random; or a .genome file of the same decoder and
-                             # layout to start from (see `load_init`; a relative
-                             # path is relative to the working directory)
+                             # layout to start from, or (GA) a list of them (see
+                             # `load_init`; relative to the working directory)
 
     [task]
     objectives = ["faces", "wiring"]   # evo.objectives.OBJECTIVES
@@ -69,6 +73,8 @@ TOP = {
     "address": "",
     "device": "cpu",
     "init": "",
+    "final_batch_size": None,
+    "batch_ramp": None,
 }
 SECTIONS = {
     "task": {
@@ -125,6 +131,9 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     for k in ("generations", "batch_size", "eval_every", "checkpoint_every"):
         cfg[k] = _int(source, k, cfg[k], lo=1)
     cfg["seed"] = _int(source, "seed", cfg["seed"])
+    for k in ("final_batch_size", "batch_ramp"):
+        if cfg[k] is not None:
+            cfg[k] = _int(source, k, cfg[k], lo=1)
     if cfg["workers"] != "max" and (
         not isinstance(cfg["workers"], int)
         or isinstance(cfg["workers"], bool)
@@ -137,8 +146,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             "address",
             f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
         )
-    if not isinstance(cfg["init"], str):
-        _fail(source, "init", f'must be a path to a .genome file, or "", got {cfg["init"]!r}')
+    cfg["init"] = _init_paths(source, cfg["init"])
     try:
         torch.device(cfg["device"])
     except (RuntimeError, TypeError):
@@ -218,6 +226,21 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     if task["mode"] == "pareto" and not algo.pareto:
         valid = [a.name for a in ALGORITHMS.values() if a.pareto]
         _fail(source, "task.mode", f"pareto needs algorithm.name in {valid}, got {name!r}")
+    n_init = len(cfg["init"])
+    if n_init > 1 and name != "ga":
+        _fail(
+            source,
+            "init",
+            f"{n_init} genomes can start only the GA's population; {name!r} starts from one "
+            "genome (give one path)",
+        )
+    if n_init > params["population_size"]:
+        _fail(
+            source,
+            "init",
+            f"{n_init} genomes for a population of {params['population_size']}; give at most "
+            "algorithm.population_size",
+        )
 
     lay = cfg["layout"]
     if not isinstance(lay["hidden"], list) or not all(
@@ -233,6 +256,19 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     if not isinstance(dec["settings"], dict):
         _fail(source, "decoder.settings", "must be a table of the decoder's settings")
     return cfg
+
+
+def _init_paths(source: str, v: Any) -> list[str]:
+    """`init` as a list of paths: "" (or []) is none, a string is one."""
+    if isinstance(v, str):
+        return [v] if v else []
+    if isinstance(v, list) and all(isinstance(p, str) and p for p in v):
+        return list(v)
+    _fail(
+        source,
+        "init",
+        f'must be a path to a .genome file, a list of them, or "" (a random start), got {v!r}',
+    )
 
 
 def resolve(
@@ -253,58 +289,70 @@ def resolve(
             )
     lay["input"], lay["output"] = shape, n_out
     most = obj.max_batch_size
-    if most is not None and cfg["batch_size"] > most:
-        _fail(
-            source,
-            "batch_size",
-            f"the {obj.dataset!r} training set has {most} examples; valid values: 1 to {most}, "
-            f"got {cfg['batch_size']}",
-        )
+    for key in ("batch_size", "final_batch_size"):
+        if most is not None and cfg[key] is not None and cfg[key] > most:
+            _fail(
+                source,
+                key,
+                f"the {obj.dataset!r} training set has {most} examples; valid values: 1 to "
+                f"{most}, got {cfg[key]}",
+            )
     try:
         decoder = build_decoder(cfg)
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
     if cfg["init"] and check_init:
-        cfg["init"] = str(Path(cfg["init"]).expanduser().resolve())
+        cfg["init"] = [str(Path(p).expanduser().resolve()) for p in cfg["init"]]
         load_init(cfg, source)
     return cfg
 
 
-INIT = "init.genome"
+INIT = "init"
+
+
+def init_copy(run_dir: Path, i: int) -> Path:
+    """Where a run directory keeps its copy of the i-th genome of `init`."""
+    return run_dir / INIT / f"{i:03d}.genome"
 
 
 def load_init(
     cfg: dict[str, Any], source: str = "config", run_dir: Path | None = None
 ) -> torch.Tensor | None:
-    """The genome [D] a run starts from (`init`), or None for a random start.
+    """The genomes [K, D] a run starts from (`init`), or None for a random start.
 
-    The file must hold a genome of the run's decoder, settings and layout. A
-    distribution-based searcher takes it as its first center, the gradient
-    optimiser as its first genome, and the GA starts from a population of
-    copies that its mutations spread out. A run directory keeps its own copy
-    (`init.genome`), which is read in preference to the original.
+    Each file must hold a genome of the run's decoder, settings and layout. A
+    distribution-based searcher takes the one genome as its first center, the
+    gradient optimiser as its first genome; the GA starts from a population of
+    copies (of the K genomes in turn) that its mutations spread out. A run
+    directory keeps its own copies (`init/000.genome`, ...), which are read in
+    preference to the originals.
     """
     if not cfg["init"]:
         return None
     from genome.files import GenomeFileError, load_genome
 
-    path = run_dir / INIT if run_dir is not None and (run_dir / INIT).is_file() else cfg["init"]
-    try:
-        gf = load_genome(path)
-    except GenomeFileError as e:
-        raise ConfigError(f"{source}: init: {e}") from None
     decoder = build_decoder(cfg)
-    theirs = (gf.decoder.name, gf.decoder.settings, gf.layout.describe())
     ours = (decoder.name, decoder.settings, decoder.layout.describe())
-    if theirs != ours:
-        _fail(
-            source,
-            "init",
-            f"{path} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
-            f"{theirs[2]}; this run needs {ours[0]} with settings {ours[1]} on layout {ours[2]}",
-        )
-    return gf.genome
+    genomes = []
+    for i, original in enumerate(cfg["init"]):
+        kept = None if run_dir is None else init_copy(run_dir, i)
+        path = kept if kept is not None and kept.is_file() else original
+        try:
+            gf = load_genome(path)
+        except GenomeFileError as e:
+            raise ConfigError(f"{source}: init: {e}") from None
+        theirs = (gf.decoder.name, gf.decoder.settings, gf.layout.describe())
+        if theirs != ours:
+            _fail(
+                source,
+                "init",
+                f"{path} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
+                f"{theirs[2]}; this run needs {ours[0]} with settings {ours[1]} on layout "
+                f"{ours[2]}",
+            )
+        genomes.append(gf.genome)
+    return torch.stack(genomes)
 
 
 def load(path: str | Path, *, check_init: bool = True) -> dict[str, Any]:
@@ -410,4 +458,13 @@ def build_problem(cfg: dict[str, Any], run_dir: Path | None = None) -> GenomePro
         device=cfg["device"],
         workers=workers,
         init=load_init(cfg, run_dir=run_dir),
+        batch_schedule=batch_schedule(cfg),
     )
+
+
+def batch_schedule(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
+    """(first, final, ramp) of a config whose batch grows, else None (a constant batch)."""
+    final = cfg["final_batch_size"]
+    if final is None or final == cfg["batch_size"]:
+        return None
+    return cfg["batch_size"], final, cfg["batch_ramp"] or cfg["generations"]

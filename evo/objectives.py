@@ -108,8 +108,9 @@ class Objective(ABC):
         """The largest training batch it can draw (None: unbounded, e.g. generated data)."""
         return None
 
-    def batch(self, generator: torch.Generator) -> Any:
-        """The training data of one generation, drawn from `generator` only."""
+    def batch(self, generator: torch.Generator, batch_size: int | None = None) -> Any:
+        """The training data of one generation, drawn from `generator` only
+        (`batch_size` examples; None: the objective's own `batch_size`)."""
         return None
 
     @abstractmethod
@@ -140,10 +141,13 @@ class Faces(Objective):
     def n_outputs(self) -> int:
         return 1
 
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, generator: torch.Generator, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         from tasks import make_faces
 
-        return make_faces(self.batch_size, generator, size=self.SIZE, device=self.device)
+        n = self.batch_size if batch_size is None else int(batch_size)
+        return make_faces(n, generator, size=self.SIZE, device=self.device)
 
     @staticmethod
     def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -196,11 +200,14 @@ class Digits(Objective):
     def max_batch_size(self) -> int:
         return len(self._set().train_y)
 
-    def batch(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, generator: torch.Generator, batch_size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         from tasks import augment, minibatch
 
         self._set()
-        x, y = minibatch(*self._data_train, self.batch_size, generator)
+        n = self.batch_size if batch_size is None else int(batch_size)
+        x, y = minibatch(*self._data_train, n, generator)
         return augment(x, self.augment, generator), y
 
     @staticmethod

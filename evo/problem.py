@@ -116,6 +116,7 @@ class GenomeProblem(Problem):
         device: str = "cpu",
         workers: int | str = 0,
         init: torch.Tensor | None = None,
+        batch_schedule: tuple[int, int, int] | None = None,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -149,12 +150,25 @@ class GenomeProblem(Problem):
             store_solution_stats=False,
         )
         self._init_generator = seeded(self.run_seed, STREAM_INIT)
-        if init is not None and tuple(init.shape) != (self.solution_length,):
-            raise ValueError(
-                f"init must be one genome of {self.solution_length} genes, got {list(init.shape)}"
-            )
-        # The genome every initial solution copies (None: each gene block's own distribution).
-        self.init = None if init is None else init.detach().to(self.device, torch.float32)
+        if init is not None:
+            init = init.detach()[None] if init.dim() == 1 else init.detach()
+            if init.dim() != 2 or init.shape[0] < 1 or init.shape[1] != self.solution_length:
+                raise ValueError(
+                    f"init must be genomes [K, {self.solution_length}] (or one genome "
+                    f"[{self.solution_length}]), got {list(init.shape)}"
+                )
+        # The genomes [K, D] the initial solutions copy in turn (None: each gene
+        # block's own distribution).
+        self.init = None if init is None else init.to(self.device, torch.float32)
+        if batch_schedule is not None:
+            first, final, ramp = map(int, batch_schedule)
+            if first < 1 or final < 1 or ramp < 1:
+                raise ValueError(
+                    f"batch_schedule (first, final, ramp) must be integers >= 1, got "
+                    f"{tuple(batch_schedule)}"
+                )
+            batch_schedule = (first, final, ramp)
+        self.batch_schedule = batch_schedule
 
     # --- columns --------------------------------------------------------------
     def _columns(self) -> list[str]:
@@ -191,11 +205,27 @@ class GenomeProblem(Problem):
         self._evaluated, self._data_cache, self._workspaces = [], None, {}
 
     # --- data and scoring -------------------------------------------------------
+    def batch_size_at(self, generation: int) -> int | None:
+        """The training batch size of `generation` (None: each objective's own).
+
+        With `batch_schedule` (first, final, ramp) it grows linearly from
+        `first` at generation 0 to `final` at generation `ramp` and stays there:
+        late in a search, when the candidates differ little, a larger batch
+        ranks them with less noise. A function of the generation alone.
+        """
+        if self.batch_schedule is None:
+            return None
+        first, final, ramp = self.batch_schedule
+        return round(first + (final - first) * min(1.0, max(generation, 0) / ramp))
+
     def data(self, generation: int) -> list[Any]:
         """The training batch of every objective for `generation` (cached for one generation)."""
         if self._data_cache is None or self._data_cache[0] != generation:
+            size = self.batch_size_at(generation)
             batches = [
-                obj.batch(seeded(self.run_seed, STREAM_DATA, generation, k, device=self.device))
+                obj.batch(
+                    seeded(self.run_seed, STREAM_DATA, generation, k, device=self.device), size
+                )
                 for k, obj in enumerate(self.objectives)
             ]
             self._data_cache = (generation, batches)
@@ -290,10 +320,12 @@ class GenomeProblem(Problem):
 
     # --- EvoTorch hooks ---------------------------------------------------------------
     def _fill(self, values: torch.Tensor) -> None:
-        # Initial genomes: copies of `init`, else from each gene block's own
-        # distribution (not a uniform box). A searcher's first center is one of them.
+        # Initial genomes: copies of the `init` genomes in turn, else from each
+        # gene block's own distribution (not a uniform box). A searcher's first
+        # center is one of them.
         if self.init is not None:
-            values[:] = self.init.to(values.device, values.dtype)
+            k = torch.arange(values.shape[0], device=self.init.device) % self.init.shape[0]
+            values[:] = self.init[k].to(values.device, values.dtype)
             return
         init = self.decoder.init(values.shape[0], self._init_generator, values.dtype)
         values[:] = init.to(values.device)

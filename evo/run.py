@@ -7,7 +7,7 @@ write the best genome (and in Pareto mode the non-dominated genomes) at the
 end. Its directory holds:
 
     config.toml     the resolved config (all `--resume` needs)
-    init.genome     a copy of the genome the run started from, if any (`init`)
+    init/*.genome   copies of the genomes the run started from, if any (`init`)
     metrics.csv     one row per generation (see `metric_columns`)
     checkpoint.pt   engine state, next generation, best so far (evo/checkpoint.py)
     best.genome     the best genome so far, with fitness and lineage
@@ -201,9 +201,14 @@ def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True
         k += 1
         run_dir = out / f"{C.run_name(cfg, stamp)}-{k}"
     run_dir.mkdir(parents=True)
-    if cfg["init"]:
-        # The run keeps its own copy: the original may move or change before a resume.
-        write_atomic(run_dir / C.INIT, Path(cfg["init"]).read_bytes())
+    if C.batch_schedule(cfg) is not None and cfg["batch_ramp"] is None:
+        # The batch grows over the generations the run starts with; a resume that
+        # runs longer keeps the final size.
+        cfg = {**cfg, "batch_ramp": cfg["generations"]}
+    for i, path in enumerate(cfg["init"]):
+        # The run keeps its own copies: an original may move or change before a resume.
+        C.init_copy(run_dir, i).parent.mkdir(exist_ok=True)
+        write_atomic(C.init_copy(run_dir, i), Path(path).read_bytes())
     write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
     return drive(cfg, run_dir, resume=False, progress=progress)
 
@@ -326,9 +331,9 @@ def _finish(
     }
     if cfg["init"]:
         lineage["init"] = cfg["init"]
-        copy = run_dir / C.INIT
-        if copy.is_file():
-            lineage["init_sha256"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+        kept = [C.init_copy(run_dir, i) for i in range(len(cfg["init"]))]
+        if all(k.is_file() for k in kept):
+            lineage["init_sha256"] = [hashlib.sha256(k.read_bytes()).hexdigest() for k in kept]
     best_path = None
     if best is not None and not best["test"]:
         best["test"] = _test(problem, best["genome"])

@@ -84,6 +84,7 @@ def evolved(tmp_path_factory) -> tuple[Any, Any]:
 def test_every_searcher_starts_from_the_init_genome(evolved):
     from evo.algorithms import EvoEngine
     from evo.gradient import GradientEngine
+    from genome.files import load_genome
 
     path, genome = evolved
     for name in ("snes", "cmaes", "pgpe"):
@@ -94,6 +95,13 @@ def test_every_searcher_starts_from_the_init_genome(evolved):
     engine = EvoEngine(C.build_problem(cfg), "ga", {"population_size": 8})
     values, _ = engine.population()
     assert torch.equal(values, genome.expand(8, -1))  # copies, which mutation spreads out
+    # Several genomes seed a GA's population in turn.
+    center = load_genome(path.parent / "center.genome").genome
+    assert not torch.equal(center, genome)
+    cfg = _resolved(changed(TINY, init=[str(path), str(path.parent / "center.genome")]))
+    engine = EvoEngine(C.build_problem(cfg), "ga", {"population_size": 5})
+    values, _ = engine.population()
+    assert torch.equal(values, torch.stack([genome, center, genome, center, genome]))
     cfg = _resolved(
         changed(BASE, init=str(path), algorithm={"name": "gradient", "population_size": 1})
     )
@@ -101,27 +109,61 @@ def test_every_searcher_starts_from_the_init_genome(evolved):
     assert torch.equal(engine.center(), genome)
 
 
+def test_the_problem_refuses_init_genomes_of_the_wrong_shape():
+    from evo.problem import GenomeProblem
+
+    cfg = _resolved(BASE)
+    decoder = C.build_decoder(cfg)
+    d = decoder.genome_length()
+    for bad in (torch.zeros(d + 1), torch.zeros(2, d - 1), torch.zeros(0, d), torch.zeros(())):
+        with pytest.raises(ValueError, match=rf"init must be genomes \[K, {d}\]"):
+            GenomeProblem(decoder, C.make_objectives(cfg), init=bad)
+
+
 def test_a_run_from_a_genome_records_it_and_is_reproducible(evolved, tmp_path):
     from genome.files import load_genome
 
     path, _ = evolved
+    both = [str(path.resolve()), str((path.parent / "center.genome").resolve())]
     cfg = _resolved(changed(TINY, init=str(path)))
-    assert cfg["init"] == str(path.resolve())
+    assert cfg["init"] == both[:1]
     first, second = (new_run(cfg, tmp_path / k, progress=False) for k in "ab")
     assert torch.equal(first.best_genome, second.best_genome)
-    assert load_genome(first.best_path).lineage["init"] == str(path.resolve())
+    assert load_genome(first.best_path).lineage["init"] == both[:1]
     front = sorted((first.run_dir / "pareto").glob("*.genome"))
     assert front
     for f in front:
-        assert load_genome(f).lineage["init"] == str(path.resolve())
+        assert load_genome(f).lineage["init"] == both[:1]
+    # From two genomes: reproducible, both recorded, and not the run from one.
+    cfg = _resolved(changed(TINY, init=both))
+    assert cfg["init"] == both
+    third, fourth = (new_run(cfg, tmp_path / k, progress=False) for k in "cd")
+    assert torch.equal(third.best_genome, fourth.best_genome)
+    assert not torch.equal(third.best_genome, first.best_genome)
+    lineage = load_genome(third.best_path).lineage
+    assert lineage["init"] == both and len(lineage["init_sha256"]) == 2
 
 
 def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
     path, _ = evolved
-    with pytest.raises(C.ConfigError, match=r"init: must be a path to a \.genome file"):
-        _resolved(changed(BASE, init=3))
+    for bad in (3, [str(path), 3], [""]):
+        with pytest.raises(
+            C.ConfigError, match=r'init: must be a path to a \.genome file, a list of them, or ""'
+        ):
+            _resolved(changed(BASE, init=bad))
+    with pytest.raises(
+        C.ConfigError, match=r"test: init: 2 genomes can start only the GA's population; 'snes'"
+    ):
+        _resolved(changed(BASE, init=[str(path), str(path)]))
+    with pytest.raises(
+        C.ConfigError,
+        match=r"test: init: 3 genomes for a population of 2; give at most algorithm.population",
+    ):
+        _resolved(changed(TINY, init=[str(path)] * 3, algorithm__population_size=2))
     with pytest.raises(C.ConfigError, match=r"test: init: .*missing"):
         _resolved(changed(BASE, init=str(tmp_path / "missing.genome")))
+    with pytest.raises(C.ConfigError, match=r"test: init: .*missing"):
+        _resolved(changed(TINY, init=[str(path), str(tmp_path / "missing.genome")]))
     junk = tmp_path / "junk.genome"
     junk.write_bytes(b"not a genome")
     with pytest.raises(C.ConfigError, match=r"test: init: "):
@@ -152,12 +194,26 @@ def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_pa
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "runs").iterdir()
     # The run keeps its own copy of the genome it started from.
-    assert (run_dir / "init.genome").read_bytes() == source.read_bytes()
+    assert (run_dir / "init" / "000.genome").read_bytes() == source.read_bytes()
     source.unlink()
     resumed = resume_run(run_dir, progress=False, generations=5)
     assert resumed.generation == 5
     lineage = load_genome(run_dir / "best.genome").lineage
-    assert lineage["init"] == str(source.resolve()) and len(lineage["init_sha256"]) == 64
+    assert lineage["init"] == [str(source.resolve())]
+    assert [len(h) for h in lineage["init_sha256"]] == [64]
     # Resuming may not swap the genome a run started from.
     with pytest.raises(C.ConfigError, match=r"--resume: \['init'\] would change the run's result"):
-        resume_run(run_dir, progress=False, init=str(path))
+        resume_run(run_dir, progress=False, init=[str(path)])
+    # --init repeated seeds a GA with several genomes, each kept in the run.
+    config.write_text(C.dumps(_resolved(TINY)))
+    inits = ["--init", str(path), "--init", str(path.parent / "center.genome")]
+    out = CliRunner().invoke(
+        app, ["evolve", str(config), "--out", str(tmp_path / "ga"), "--quiet", *inits]
+    )
+    assert out.exit_code == 0, out.output
+    (run_dir,) = (tmp_path / "ga").iterdir()
+    kept = sorted(p.name for p in (run_dir / "init").iterdir())
+    assert kept == ["000.genome", "001.genome"]
+    assert (run_dir / "init" / "001.genome").read_bytes() == (
+        path.parent / "center.genome"
+    ).read_bytes()

@@ -82,6 +82,8 @@ def _with(**changes):
         (_with(decoder__name="brain"), r"decoder.name: 'brain' is not valid; valid values: gnet"),
         (_with(workers=-1), r"workers: must be an integer >= 0 or \"max\""),
         (_with(generations=0), r"generations: must be an integer >= 1"),
+        (_with(final_batch_size=0), r"final_batch_size: must be an integer >= 1, got 0"),
+        (_with(batch_ramp=2.5), r"batch_ramp: must be an integer >= 1, got 2.5"),
         (_with(layout__hidden=[0]), r"layout.hidden: must be a list of positive integers"),
     ],
 )
@@ -117,6 +119,11 @@ def test_batch_size_beyond_the_training_set_fails_before_the_run():
     ):
         C.resolve(C.validate(_with(batch_size=2000)))
     assert C.resolve(C.validate(_with(batch_size=1437)))["batch_size"] == 1437
+    with pytest.raises(
+        C.ConfigError,
+        match=r"final_batch_size: the 'digits' training set has 1437 examples; valid values: 1 to",
+    ):
+        C.resolve(C.validate(_with(final_batch_size=1438)))
 
 
 def test_compression_target_picks_the_widest_decoder():

@@ -84,6 +84,29 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, name):
     ]
 
 
+def test_a_growing_batch_follows_its_schedule_and_resumes_exactly(tmp_path):
+    cfg = tiny(generations=5, checkpoint_every=1, final_batch_size=128)  # 64 -> 128
+    whole = new_run(cfg, tmp_path / "whole", progress=False)
+    saved = C.load(whole.run_dir / "config.toml")
+    assert saved["batch_ramp"] == 5  # fixed when the run starts
+    problem = C.build_problem(saved)
+    assert [problem.batch_size_at(g) for g in (0, 1, 4, 5, 50)] == [64, 77, 115, 128, 128]
+    for g in (0, 3):
+        x, y = problem.data(g)[0]
+        assert x.shape[0] == y.shape[0] == problem.batch_size_at(g)
+    constant = new_run(tiny(generations=5), tmp_path / "constant", progress=False)
+    assert not torch.equal(whole.best_genome, constant.best_genome)
+    assert C.build_problem(tiny()).batch_size_at(3) is None
+    # Killed after two generations and resumed: the same run.
+    part = new_run(C.override(cfg, generations=2, batch_ramp=5), tmp_path / "part", progress=False)
+    resumed = resume_run(part.run_dir, progress=False, generations=5)
+    assert torch.equal(resumed.best_genome, whole.best_genome)
+    # A run started for two generations ramps over two; resumed longer, it keeps that ramp.
+    short = new_run(C.override(cfg, generations=2), tmp_path / "short", progress=False)
+    resume_run(short.run_dir, progress=False, generations=5)
+    assert C.load(short.run_dir / "config.toml")["batch_ramp"] == 2
+
+
 def test_resume_rejects_changes_that_alter_the_result(tmp_path):
     res = new_run(tiny(generations=1), tmp_path, progress=False)
     with pytest.raises(C.ConfigError, match=r"\['seed'\] would change the run's result"):

@@ -6,7 +6,8 @@
 # Runs `innate evolve`, then prints `innate report` and the claim's numbers.
 #
 # A config may build on other results, named in its comment lines:
-#   # init-from: NAME   start from the best genome of a run of NAME (--init)
+#   # init-from: NAME [NAME...]   start from the best genome of a run of each
+#                                NAME (one --init each)
 #   # reference: NAME   compare the Pareto front with the best genome of NAME
 # Those runs come first (each time, with the same options: a --seed applies to
 # all); a result they name may not itself name others.
@@ -34,19 +35,19 @@ evolve() {
     echo "$dir"
 }
 
-# depends KEY: the result NAME a config's "# KEY: NAME" line names (empty if none).
-depends() { sed -n "s/^# $1: *\([a-z0-9_]*\).*/\1/p" "configs/results/$name.toml" | head -1; }
+# depends KEY: the result NAMEs a config's "# KEY: NAME [NAME...]" line names (empty if none).
+depends() { sed -n "s/^# $1: *\([a-z0-9_ ]*\).*/\1/p" "configs/results/$name.toml" | head -1; }
 
 [[ -f configs/results/$name.toml ]] || { echo "no result config configs/results/$name.toml" >&2; exit 2; }
 extra=()
-init=$(depends init-from)
-if [[ -n $init ]]; then
+read -ra inits <<<"$(depends init-from)"
+for init in "${inits[@]}"; do
     echo "== $name starts from the best genome of $init" >&2
     dir=$(evolve "$init" "$@")
     extra+=(--init "$dir/best.genome")
-fi
+done
 summary=()
-reference=$(depends reference)
+read -r reference _ <<<"$(depends reference)" || true
 if [[ -n $reference ]]; then
     echo "== $name is compared with the best genome of $reference" >&2
     dir=$(evolve "$reference" "$@")

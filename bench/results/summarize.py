@@ -10,7 +10,8 @@ and ROC-AUC on a fixed procedural test batch (4,096 images from a seed no run
 uses for training; selection never sees it).
 
 With --pareto (runs in task.mode = "pareto"): every genome of pareto/ is
-scored on that procedural test batch and on LFW; the script prints the front
+scored on that procedural test batch and on LFW (and so are the genomes the
+run started from, in init/, for comparison); the script prints the front
 and the claim "a genome within 2 accuracy points of the best with >= 2x
 shorter wiring", with the best accuracy on the front, the shortest-wired
 genome within 2 points of it, and the ratio of their wiring. With
@@ -167,14 +168,22 @@ def pareto(run: Path, reference: Path | None = None) -> None:
         f"Pareto front: {len(rows)} genomes (accuracy on {PROCEDURAL_TEST_N} held-out procedural images)"
     )
     print("wiring: the selected scale-free cost; raw: the plain sum |w| * d")
-    print(
-        f"{'file':>10} {'wiring':>10} {'raw':>10} {'acc':>7} {'auc':>7} {'lfw_acc':>7} {'lfw_auc':>7}"
-    )
-    for r in rows:
+    header = f"{'file':>10} {'wiring':>10} {'raw':>10} {'acc':>7} {'auc':>7} {'lfw_acc':>7} {'lfw_auc':>7}"
+
+    def show(r: dict) -> None:
         print(
             f"{r['file']:>10} {r['wiring']:10.1f} {r['raw']:10.1f} {r['acc']:7.4f} {r['auc']:7.4f} "
             f"{r['lfw_acc']:7.4f} {r['lfw_auc']:7.4f}"
         )
+
+    print(header)
+    for r in rows:
+        show(r)
+    starts = sorted((run / "init").glob("*.genome"))
+    if starts:
+        print("the genomes the run started from (init/):")
+        for f in starts:
+            show(scored(f))
     best = max(rows, key=lambda r: (r["acc"], -r["wiring"]))
     near = [r for r in rows if r["acc"] >= best["acc"] - 0.02]
     short = min(near, key=lambda r: r["wiring"])
