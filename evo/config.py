@@ -4,10 +4,9 @@ Layout of a config (every key but ``task.objectives`` has a default)::
 
     seed = 0                 generations = 100        batch_size = 256
     eval_every = 10          checkpoint_every = 10    device = "cpu"
-    final_batch_size = 1024  # optional: the batch grows linearly from batch_size to
-    batch_ramp = 4000        # this size at this generation (default: the run's
-                             # generations, fixed when the run starts); see
-                             # `GenomeProblem.batch_size_at`
+    final_batch_size = 1024  # optional: generation g draws batch_size + (final_batch_size
+    batch_ramp = 4000        # - batch_size) * min(1, g / batch_ramp) examples (default
+                             # ramp: the run's generations, fixed when it starts)
     workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
     address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
     init = ""                # "" = random; or a .genome file of the same decoder and
@@ -134,6 +133,15 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     for k in ("final_batch_size", "batch_ramp"):
         if cfg[k] is not None:
             cfg[k] = _int(source, k, cfg[k], lo=1)
+    if cfg["batch_ramp"] is not None and cfg["final_batch_size"] is None:
+        _fail(source, "batch_ramp", "sets how the batch grows: give final_batch_size too")
+    if cfg["final_batch_size"] is not None and cfg["final_batch_size"] < cfg["batch_size"]:
+        _fail(
+            source,
+            "final_batch_size",
+            f"the batch only grows: must be >= batch_size ({cfg['batch_size']}), "
+            f"got {cfg['final_batch_size']}",
+        )
     if cfg["workers"] != "max" and (
         not isinstance(cfg["workers"], int)
         or isinstance(cfg["workers"], bool)
@@ -316,6 +324,18 @@ def init_copy(run_dir: Path, i: int) -> Path:
     return run_dir / INIT / f"{i:03d}.genome"
 
 
+def kept_init(run_dir: Path, i: int) -> Path | None:
+    """The run's own copy of the i-th genome of `init`, if it has one.
+
+    Runs made before `init` could list several genomes kept their one copy as
+    `init.genome`; they still resume from it.
+    """
+    for path in (init_copy(run_dir, i), run_dir / "init.genome" if i == 0 else None):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
 def load_init(
     cfg: dict[str, Any], source: str = "config", run_dir: Path | None = None
 ) -> torch.Tensor | None:
@@ -336,8 +356,8 @@ def load_init(
     ours = (decoder.name, decoder.settings, decoder.layout.describe())
     genomes = []
     for i, original in enumerate(cfg["init"]):
-        kept = None if run_dir is None else init_copy(run_dir, i)
-        path = kept if kept is not None and kept.is_file() else original
+        kept = None if run_dir is None else kept_init(run_dir, i)
+        path = original if kept is None else kept
         try:
             gf = load_genome(path)
         except GenomeFileError as e:

@@ -208,10 +208,10 @@ class GenomeProblem(Problem):
     def batch_size_at(self, generation: int) -> int | None:
         """The training batch size of `generation` (None: each objective's own).
 
-        With `batch_schedule` (first, final, ramp) it grows linearly from
-        `first` at generation 0 to `final` at generation `ramp` and stays there:
-        late in a search, when the candidates differ little, a larger batch
-        ranks them with less noise. A function of the generation alone.
+        With `batch_schedule` (first, final, ramp), generation g draws
+        round(first + (final - first) * min(1, g / ramp)) examples: late in a
+        search, when the candidates differ little, a larger batch ranks them
+        with less noise. A function of the generation alone.
         """
         if self.batch_schedule is None:
             return None
@@ -222,9 +222,10 @@ class GenomeProblem(Problem):
         """The training batch of every objective for `generation` (cached for one generation)."""
         if self._data_cache is None or self._data_cache[0] != generation:
             size = self.batch_size_at(generation)
+            sized = {} if size is None else {"batch_size": size}
             batches = [
                 obj.batch(
-                    seeded(self.run_seed, STREAM_DATA, generation, k, device=self.device), size
+                    seeded(self.run_seed, STREAM_DATA, generation, k, device=self.device), **sized
                 )
                 for k, obj in enumerate(self.objectives)
             ]

@@ -331,8 +331,8 @@ def _finish(
     }
     if cfg["init"]:
         lineage["init"] = cfg["init"]
-        kept = [C.init_copy(run_dir, i) for i in range(len(cfg["init"]))]
-        if all(k.is_file() for k in kept):
+        kept = [C.kept_init(run_dir, i) for i in range(len(cfg["init"]))]
+        if all(k is not None for k in kept):
             lineage["init_sha256"] = [hashlib.sha256(k.read_bytes()).hexdigest() for k in kept]
     best_path = None
     if best is not None and not best["test"]:

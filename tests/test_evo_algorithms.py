@@ -174,6 +174,7 @@ def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
 
 
 def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_path):
+    import hashlib
     import shutil
 
     from typer.testing import CliRunner
@@ -201,6 +202,12 @@ def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_pa
     lineage = load_genome(run_dir / "best.genome").lineage
     assert lineage["init"] == [str(source.resolve())]
     assert [len(h) for h in lineage["init_sha256"]] == [64]
+    # A run directory of the older layout (one copy, `init.genome`) still resumes from it.
+    shutil.move(run_dir / "init" / "000.genome", run_dir / "init.genome")
+    (run_dir / "init").rmdir()
+    assert resume_run(run_dir, progress=False, generations=6).generation == 6
+    lineage = load_genome(run_dir / "best.genome").lineage
+    assert lineage["init_sha256"] == [hashlib.sha256(path.read_bytes()).hexdigest()]
     # Resuming may not swap the genome a run started from.
     with pytest.raises(C.ConfigError, match=r"--resume: \['init'\] would change the run's result"):
         resume_run(run_dir, progress=False, init=[str(path)])

@@ -84,6 +84,11 @@ def _with(**changes):
         (_with(generations=0), r"generations: must be an integer >= 1"),
         (_with(final_batch_size=0), r"final_batch_size: must be an integer >= 1, got 0"),
         (_with(batch_ramp=2.5), r"batch_ramp: must be an integer >= 1, got 2.5"),
+        (_with(batch_ramp=100), r"batch_ramp: sets how the batch grows: give final_batch_size"),
+        (
+            _with(batch_size=64, final_batch_size=32),
+            r"final_batch_size: the batch only grows: must be >= batch_size \(64\), got 32",
+        ),
         (_with(layout__hidden=[0]), r"layout.hidden: must be a list of positive integers"),
     ],
 )

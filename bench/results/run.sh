@@ -8,7 +8,8 @@
 # A config may build on other results, named in its comment lines:
 #   # init-from: NAME [NAME...]   start from the best genome of a run of each
 #                                NAME (one --init each)
-#   # reference: NAME   compare the Pareto front with the best genome of NAME
+#   # reference: NAME             compare the Pareto front with the best genome
+#                                of NAME
 # Those runs come first (each time, with the same options: a --seed applies to
 # all); a result they name may not itself name others.
 set -euo pipefail
@@ -40,14 +41,16 @@ depends() { sed -n "s/^# $1: *\([a-z0-9_ ]*\).*/\1/p" "configs/results/$name.tom
 
 [[ -f configs/results/$name.toml ]] || { echo "no result config configs/results/$name.toml" >&2; exit 2; }
 extra=()
-read -ra inits <<<"$(depends init-from)"
+deps=$(depends init-from)
+read -ra inits <<<"$deps"
 for init in "${inits[@]}"; do
     echo "== $name starts from the best genome of $init" >&2
     dir=$(evolve "$init" "$@")
     extra+=(--init "$dir/best.genome")
 done
 summary=()
-read -r reference _ <<<"$(depends reference)" || true
+deps=$(depends reference)
+read -r reference _ <<<"$deps"
 if [[ -n $reference ]]; then
     echo "== $name is compared with the best genome of $reference" >&2
     dir=$(evolve "$reference" "$@")
