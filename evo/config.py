@@ -330,10 +330,11 @@ def kept_init(run_dir: Path, i: int) -> Path | None:
     Runs made before `init` could list several genomes kept their one copy as
     `init.genome`; they still resume from it.
     """
-    for path in (init_copy(run_dir, i), run_dir / "init.genome" if i == 0 else None):
-        if path is not None and path.is_file():
-            return path
-    return None
+    kept = init_copy(run_dir, i)
+    if kept.is_file():
+        return kept
+    legacy = run_dir / "init.genome"
+    return legacy if i == 0 and legacy.is_file() else None
 
 
 def load_init(

@@ -207,8 +207,9 @@ def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True
         cfg = {**cfg, "batch_ramp": cfg["generations"]}
     for i, path in enumerate(cfg["init"]):
         # The run keeps its own copies: an original may move or change before a resume.
-        C.init_copy(run_dir, i).parent.mkdir(exist_ok=True)
-        write_atomic(C.init_copy(run_dir, i), Path(path).read_bytes())
+        kept = C.init_copy(run_dir, i)
+        kept.parent.mkdir(exist_ok=True)
+        write_atomic(kept, Path(path).read_bytes())
     write_atomic(run_dir / "config.toml", C.dumps(cfg).encode())
     return drive(cfg, run_dir, resume=False, progress=progress)
 
