@@ -32,6 +32,11 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     name = "snes"                      # evo.algorithms.ALGORITHMS
     population_size = 32               # ...and the searcher's own keyword arguments
 
+    [archive]                          # Pareto mode: the run's front on fixed data (evo/archive.py)
+    batch_size = 0                     # training examples its members are scored on; 0 = none
+    every = 10                         # generations between offers of the population's front
+    size = 0                           # most members kept; 0 = algorithm.population_size
+
 Every error names the file, the field, and the valid values or keys. `resolve`
 fills in every default and derived value (layout input and output, the
 decoder's full settings, the algorithm's defaults), and the resolved config
@@ -56,6 +61,7 @@ import tomli_w
 import torch
 
 from evo.algorithms import ALGORITHMS, algorithm
+from evo.archive import ParetoArchive
 from evo.gradient import LR_SCHEDULES
 from evo.objectives import DATASETS, OBJECTIVES, Objective, make_objective
 from evo.problem import MODES, GenomeProblem
@@ -85,6 +91,7 @@ SECTIONS = {
     },
     "layout": {"hidden": [64], "input": None, "output": None},
     "decoder": {"name": "gnet", "compression": 0.0, "settings": {}},
+    "archive": {"batch_size": 0, "every": 10, "size": 0},
 }
 
 
@@ -250,6 +257,14 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             "algorithm.population_size",
         )
 
+    arc = cfg["archive"]
+    for k, lo in (("batch_size", 0), ("every", 1), ("size", 0)):
+        arc[k] = _int(source, f"archive.{k}", arc[k], lo=lo)
+    if arc["batch_size"] and task["mode"] != "pareto":
+        _fail(source, "archive.batch_size", 'keeps a Pareto front: needs task.mode = "pareto"')
+    if arc["size"] == 1:
+        _fail(source, "archive.size", "must be 0 (the population size) or >= 2, got 1")
+
     lay = cfg["layout"]
     if not isinstance(lay["hidden"], list) or not all(
         isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in lay["hidden"]
@@ -297,13 +312,15 @@ def resolve(
             )
     lay["input"], lay["output"] = shape, n_out
     most = obj.max_batch_size
-    for key in ("batch_size", "final_batch_size"):
-        if most is not None and cfg[key] is not None and cfg[key] > most:
+    sizes = {k: cfg[k] for k in ("batch_size", "final_batch_size")}
+    sizes["archive.batch_size"] = cfg["archive"]["batch_size"]
+    for key, size in sizes.items():
+        if most is not None and size is not None and size > most:
             _fail(
                 source,
                 key,
                 f"the {obj.dataset!r} training set has {most} examples; valid values: 1 to "
-                f"{most}, got {cfg[key]}",
+                f"{most}, got {size}",
             )
     try:
         decoder = build_decoder(cfg)
@@ -480,6 +497,17 @@ def build_problem(cfg: dict[str, Any], run_dir: Path | None = None) -> GenomePro
         workers=workers,
         init=load_init(cfg, run_dir=run_dir),
         batch_schedule=batch_schedule(cfg),
+    )
+
+
+def build_archive(cfg: dict[str, Any], problem: GenomeProblem) -> ParetoArchive | None:
+    """The run's Pareto archive (None: the config keeps none)."""
+    arc = cfg["archive"]
+    if not arc["batch_size"]:
+        return None
+    size = arc["size"] or cfg["algorithm"]["population_size"]
+    return ParetoArchive(
+        problem, batch_size=arc["batch_size"], size=max(size, 2), every=arc["every"]
     )
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from evo.problem import GenomeProblem
+
+if TYPE_CHECKING:
+    from evo.archive import ParetoArchive
 
 
 def selection_score(problem: GenomeProblem, evals: torch.Tensor) -> torch.Tensor:
@@ -54,9 +57,22 @@ def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
 
 
 def write_pareto(
-    run_dir: Path, problem: GenomeProblem, engine: Any, lineage: dict, generation: int
+    run_dir: Path,
+    problem: GenomeProblem,
+    engine: Any,
+    lineage: dict,
+    generation: int,
+    archive: ParetoArchive | None = None,
 ) -> None:
-    values, evals = engine.population()
+    """The run's front as pareto/*.genome: the archive's members where the run keeps
+    one (scored on its data; lineage: the generation each entered), else the final
+    population's first front."""
+    if archive is not None:
+        values, evals, born = archive.members()
+        lineage = {**lineage, "archive_batch_size": archive.batch_size}
+    else:
+        values, evals = engine.population()
+        born = torch.full((values.shape[0],), generation - 1, dtype=torch.long)
     n = problem.n_objectives
     front = pareto_front(evals[:, :n])
     # The new front goes to a fresh folder that replaces the old one whole, so no
@@ -77,7 +93,7 @@ def write_pareto(
             values[i],
             problem,
             fitness_dict(problem, evals[i]),
-            {**lineage, "generation": generation - 1},
+            {**lineage, "generation": int(born[i])},
         )
         k += 1
     old = run_dir / "pareto.old"

@@ -63,7 +63,7 @@ def seeded(*parts: int, device: str | torch.device = "cpu") -> torch.Generator:
 
 
 # Streams of randomness derived from the run's seed, so that none overlaps another.
-STREAM_INIT, STREAM_DATA, STREAM_SEARCH = 1, 2, 3
+STREAM_INIT, STREAM_DATA, STREAM_SEARCH, STREAM_ARCHIVE = 1, 2, 3, 4
 
 
 def keep_ray_local() -> None:
@@ -233,9 +233,17 @@ class GenomeProblem(Problem):
         return self._data_cache[1]
 
     def score(
-        self, population: torch.Tensor, generation: int, *, exact: bool = True
+        self,
+        population: torch.Tensor,
+        generation: int,
+        *,
+        exact: bool = True,
+        data: list[Any] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Raw objective values and metrics {column: [P]} of a population; differentiable.
+
+        It is scored on generation `generation`'s batch, or on `data` (a batch
+        per objective) where given.
 
         With `exact`, the population is scored in chunks of exactly `EVAL_CHUNK`
         genomes (the last one padded with copies), each copied to fresh, aligned
@@ -244,7 +252,7 @@ class GenomeProblem(Problem):
         genome's fitness could change in the last bits with the size of the
         piece of the population it is scored in (serial versus a Ray actor).
         """
-        data = self.data(generation)
+        data = self.data(generation) if data is None else data
         population = population.to(self.device)
         p = population.shape[0]
         step = EVAL_CHUNK if exact else p

@@ -14,7 +14,10 @@ end. Its directory holds:
     center.genome   the search distribution's mean at the end (SNES, XNES, PGPE,
                     CEM, CMA-ES): what the search converges to, scored on the
                     last generation's batch and on the test data like best.genome
-    pareto/*.genome the final non-dominated set (Pareto mode)
+    pareto/*.genome the final non-dominated set (Pareto mode): the archive's
+                    members, scored on its fixed data, where the config keeps
+                    one (`[archive]`, evo/archive.py), else the final
+                    population's first front
     fitness.png     the fitness plot (evo/report.py)
 
 Resuming loads the checkpoint, drops metrics rows past it, and continues;
@@ -39,6 +42,7 @@ import torch
 
 from evo import config as C
 from evo.algorithms import EvoEngine
+from evo.archive import ParetoArchive
 from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from evo.gradient import GradientEngine
 from evo.outputs import fitness_dict, selection_score, write_genome, write_pareto
@@ -71,9 +75,11 @@ def make_engine(problem: GenomeProblem, cfg: dict[str, Any]) -> Any:
     return EvoEngine(problem, name, hyper)
 
 
-def metric_columns(problem: GenomeProblem) -> list[str]:
+def metric_columns(problem: GenomeProblem, archive: bool = False) -> list[str]:
     cols = ["generation", "evaluations", "nan_count", "evals_per_s", "wall_s"]
     cols += ["fitness_best", "fitness_mean", "best_so_far"]
+    if archive:
+        cols += ["archive_size"]
     for c in problem.columns[:-1]:
         cols += [f"{c}_best", f"{c}_mean"]
     for obj in problem.objectives:
@@ -253,7 +259,8 @@ def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = 
 def _loop(
     cfg: dict[str, Any], run_dir: Path, problem: GenomeProblem, *, resume: bool, progress: bool
 ) -> RunResult:
-    columns = metric_columns(problem)
+    archive = C.build_archive(cfg, problem)
+    columns = metric_columns(problem, archive is not None)
     metrics_path = run_dir / METRICS
     for stale in run_dir.glob(".*.tmp"):  # left by a kill during an atomic write
         stale.unlink()
@@ -262,6 +269,8 @@ def _loop(
     else:
         engine = make_engine(problem, cfg)
         state = {"generation": 0, "best": None, "wall_s": 0.0, "nan_total": 0}
+    if archive is not None and state.get("archive") is not None:
+        archive.load_state(state["archive"])
     start = int(state["generation"])
     _rewrite_metrics(metrics_path, columns, keep_below=start)
     best = state["best"]
@@ -271,6 +280,8 @@ def _loop(
 
     def checkpoint(next_gen: int) -> None:
         state.update(generation=next_gen, best=best)
+        if archive is not None:
+            state["archive"] = archive.state()
         save_checkpoint(run_dir, engine, problem, state)
 
     with (
@@ -296,6 +307,10 @@ def _loop(
             state["nan_total"] += row["nan_count"]
             best = _champion(problem, gen, values, evals, best)
             done = gen + 1
+            if archive is not None:
+                if archive.due(gen):
+                    archive.offer(*engine.population(), gen)
+                row["archive_size"] = len(archive)
             if done % eval_every == 0 or done == total:
                 best["test"] = _test(problem, best["genome"])
                 row.update(best["test"])
@@ -308,7 +323,7 @@ def _loop(
                 checkpoint(done)
             if interrupt.requested:
                 break
-    return _finish(cfg, run_dir, problem, engine, best, done, state, interrupt.requested)
+    return _finish(cfg, run_dir, problem, engine, best, done, state, interrupt.requested, archive)
 
 
 def _finish(
@@ -320,6 +335,7 @@ def _finish(
     generation: int,
     state: dict,
     interrupted: bool,
+    archive: ParetoArchive | None = None,
 ) -> RunResult:
     from evo.report import plot_run
 
@@ -358,7 +374,9 @@ def _finish(
             {**lineage, "generation": generation - 1, "genome": "center"},
         )
     if problem.mode == "pareto" and not interrupted:
-        write_pareto(run_dir, problem, engine, lineage, generation)
+        if archive is not None and generation > 0:
+            archive = archive.with_offer(*engine.population(), generation - 1)
+        write_pareto(run_dir, problem, engine, lineage, generation, archive)
     plot_run(run_dir)
     return RunResult(
         run_dir=run_dir,

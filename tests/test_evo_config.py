@@ -90,6 +90,14 @@ def _with(**changes):
             r"final_batch_size: the batch only grows: must be >= batch_size \(64\), got 32",
         ),
         (_with(layout__hidden=[0]), r"layout.hidden: must be a list of positive integers"),
+        (
+            _with(archive__batch_size=512),
+            r'archive.batch_size: keeps a Pareto front: needs task.mode = "pareto"',
+        ),
+        (_with(archive__every=0), r"archive.every: must be an integer >= 1, got 0"),
+        (_with(archive__batch_size=-1), r"archive.batch_size: must be an integer >= 0, got -1"),
+        (_with(archive__size=1), r"archive.size: must be 0 \(the population size\) or >= 2"),
+        (_with(archive__depth=3), r"archive: unknown key\(s\) \['depth'\]; valid keys: batch_size"),
     ],
 )
 def test_config_errors_name_field_and_valid_values(raw, pattern):
@@ -129,6 +137,14 @@ def test_batch_size_beyond_the_training_set_fails_before_the_run():
         match=r"final_batch_size: the 'digits' training set has 1437 examples; valid values: 1 to",
     ):
         C.resolve(C.validate(_with(final_batch_size=1438)))
+    pareto = _with(
+        task__objectives=["digits", "wiring"], algorithm__name="ga", archive__batch_size=1438
+    )
+    with pytest.raises(
+        C.ConfigError,
+        match=r"archive.batch_size: the 'digits' training set has 1437 examples; valid values",
+    ):
+        C.resolve(C.validate(pareto))
 
 
 def test_compression_target_picks_the_widest_decoder():

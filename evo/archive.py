@@ -1,0 +1,185 @@
+"""A Pareto archive: the non-dominated genomes of a whole run, scored on fixed data.
+
+NSGA-II keeps its front in the population and ranks it on each generation's
+minibatch. Under that noise a front loses genomes it should keep: a newcomer
+that is lucky on one batch dominates them, or, with parents re-scored every
+generation, they drift away one unlucky batch at a time. The archive is the
+run's memory against that. After generations 0, `every`, 2 `every`, ... (and,
+for the run's front only, its last) the population's first front is offered; each genome it has not seen before is scored once on a
+fixed batch of `batch_size` training examples (drawn once, from a stream of the
+run's seed of its own, never one of the generations' batches), so that all
+members are compared on the same data. A genome enters if no member dominates
+it there, and the members it dominates leave. Beyond `size` members the most
+crowded leave, one at a time (NSGA-II's crowding distance, Deb et al. 2002;
+the ends of each objective always stay).
+
+The archive only records: it never feeds genomes back into the search, so a
+run with it searches exactly as one without. Its state (members, their scores
+and the generation each entered, and the genomes it has seen) is part of the
+checkpoint, so a resumed run keeps the same archive as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+import torch
+
+from evo.outputs import pareto_front
+from evo.problem import STREAM_ARCHIVE, GenomeProblem, seeded
+
+
+def crowding_distance(fitness: torch.Tensor) -> torch.Tensor:
+    """NSGA-II's crowding distance [M] of the rows of fitness [M, K]; ends are infinite."""
+    m, k = fitness.shape
+    d = torch.zeros(m, dtype=torch.float64)
+    if m <= 2:
+        return torch.full((m,), float("inf"), dtype=torch.float64)
+    f = fitness.double()
+    for j in range(k):
+        order = torch.argsort(f[:, j], stable=True)
+        col = f[order, j]
+        span = float(col[-1] - col[0])
+        d[order[0]] = d[order[-1]] = float("inf")
+        if span > 0:
+            d[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return d
+
+
+def _key(genome: torch.Tensor) -> str:
+    data = genome.detach().cpu().contiguous().numpy().tobytes()
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class ParetoArchive:
+    """The non-dominated genomes of a run on fixed data; see the module docstring."""
+
+    def __init__(self, problem: GenomeProblem, *, batch_size: int, size: int, every: int = 1):
+        if batch_size < 1 or size < 2 or every < 1:
+            raise ValueError(
+                f"archive needs batch_size >= 1, size >= 2 and every >= 1, got "
+                f"batch_size={batch_size}, size={size}, every={every}"
+            )
+        if problem.mode != "pareto":
+            raise ValueError(
+                f"an archive keeps a Pareto front; the problem's mode is {problem.mode!r}"
+            )
+        self.problem = problem
+        self.batch_size, self.size, self.every = int(batch_size), int(size), int(every)
+        d, width = problem.solution_length, problem.n_objectives + len(problem.columns)
+        self.genomes = torch.empty(0, d)
+        self.evals = torch.empty(0, width)
+        self.generations = torch.empty(0, dtype=torch.long)
+        self.seen: set[str] = set()
+        self._data: list[Any] | None = None
+
+    def __len__(self) -> int:
+        return self.genomes.shape[0]
+
+    def data(self) -> list[Any]:
+        """The fixed batch of every objective the members are scored on (drawn on first use)."""
+        if self._data is None:
+            p = self.problem
+            self._data = [
+                obj.batch(
+                    seeded(p.run_seed, STREAM_ARCHIVE, k, device=p.device),
+                    batch_size=self.batch_size,
+                )
+                for k, obj in enumerate(p.objectives)
+            ]
+        return self._data
+
+    def due(self, generation: int) -> bool:
+        """Whether the population after `generation` is offered: generations 0, every, 2 every..."""
+        return generation % self.every == 0
+
+    def with_offer(
+        self, values: torch.Tensor, evals: torch.Tensor, generation: int
+    ) -> ParetoArchive:
+        """A copy that has also been offered this population; the archive itself is unchanged.
+
+        A run's front is its archive with the final population offered too, while
+        its checkpoint keeps the archive of the regular offers only: so a run
+        resumed to go on longer keeps the archive of a run that never stopped.
+        """
+        other = copy.copy(self)
+        other.seen = set(self.seen)
+        other.offer(values, evals, generation)
+        return other
+
+    @torch.no_grad()
+    def offer(self, values: torch.Tensor, evals: torch.Tensor, generation: int) -> int:
+        """Offer a population's first front (genomes [N, D], evals on its minibatches).
+
+        Returns how many of its genomes entered the archive.
+        """
+        n = self.problem.n_objectives
+        ok = torch.nonzero(evals[:, -1] == 0).flatten()
+        if ok.numel() == 0:
+            return 0
+        front = ok[pareto_front(evals[ok, :n])]
+        new, keys = [], []
+        for i in front.tolist():
+            key = _key(values[i])
+            if key not in self.seen and key not in keys:
+                new.append(i)
+                keys.append(key)
+        if not new:
+            return 0
+        self.seen.update(keys)
+        genomes = values[new].float()
+        fit, data = self.problem.fitness(self.problem.score(genomes, generation, data=self.data()))
+        scored = torch.cat([fit, data], dim=1).cpu()
+        keep = scored[:, -1] == 0  # a non-finite score never enters
+        if not keep.any():
+            return 0
+        self.add(genomes[keep], scored[keep], generation)
+        return int((self.generations == generation).sum())
+
+    def add(self, genomes: torch.Tensor, evals: torch.Tensor, generation: int) -> None:
+        """Merge genomes [N, D] already scored on the archive's data (evals [N, n + C])."""
+        n = self.problem.n_objectives
+        g = torch.cat([self.genomes, genomes])
+        e = torch.cat([self.evals, evals])
+        born = torch.cat(
+            [self.generations, torch.full((genomes.shape[0],), generation, dtype=torch.long)]
+        )
+        front = pareto_front(e[:, :n])
+        # Of members with the same objective values, the oldest (first) stays.
+        front = front[_first_of_each(e[front, :n])]
+        g, e, born = g[front], e[front], born[front]
+        while g.shape[0] > self.size:
+            worst = int(torch.argmin(crowding_distance(e[:, :n])))
+            drop = torch.arange(g.shape[0]) != worst
+            g, e, born = g[drop], e[drop], born[drop]
+        self.genomes, self.evals, self.generations = g, e, born
+
+    def members(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Genomes [M, D], their evals on the archive's data and the generation each entered."""
+        return self.genomes.clone(), self.evals.clone(), self.generations.clone()
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "genomes": self.genomes.clone(),
+            "evals": self.evals.clone(),
+            "generations": self.generations.clone(),
+            "seen": sorted(self.seen),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.genomes = state["genomes"].clone()
+        self.evals = state["evals"].clone()
+        self.generations = state["generations"].clone()
+        self.seen = set(state["seen"])
+
+
+def _first_of_each(rows: torch.Tensor) -> torch.Tensor:
+    """Indices of the first occurrence of each distinct row, in order."""
+    firsts, seen = [], set()
+    for i, r in enumerate(rows.tolist()):
+        if tuple(r) not in seen:
+            seen.add(tuple(r))
+            firsts.append(i)
+    return torch.tensor(firsts, dtype=torch.long)
