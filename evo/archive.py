@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from evo.outputs import pareto_front
+from evo.outputs import first_of_each, pareto_front
 from evo.problem import STREAM_ARCHIVE, GenomeProblem, seeded
 
 
@@ -148,7 +148,7 @@ class ParetoArchive:
         )
         front = pareto_front(e[:, :n])
         # Of members with the same objective values, the oldest (first) stays.
-        front = front[_first_of_each(e[front, :n])]
+        front = front[first_of_each(e[front, :n])]
         g, e, born = g[front], e[front], born[front]
         while g.shape[0] > self.size:
             worst = int(torch.argmin(crowding_distance(e[:, :n])))
@@ -173,13 +173,3 @@ class ParetoArchive:
         self.evals = state["evals"].clone()
         self.generations = state["generations"].clone()
         self.seen = set(state["seen"])
-
-
-def _first_of_each(rows: torch.Tensor) -> torch.Tensor:
-    """Indices of the first occurrence of each distinct row, in order."""
-    firsts, seen = [], set()
-    for i, r in enumerate(rows.tolist()):
-        if tuple(r) not in seen:
-            seen.add(tuple(r))
-            firsts.append(i)
-    return torch.tensor(firsts, dtype=torch.long)

@@ -56,6 +56,16 @@ def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(~dominated).flatten()
 
 
+def first_of_each(rows: torch.Tensor) -> torch.Tensor:
+    """Indices of the first occurrence of each distinct row of rows [N, K], in order."""
+    firsts, seen = [], set()
+    for i, r in enumerate(rows.tolist()):
+        if tuple(r) not in seen:
+            seen.add(tuple(r))
+            firsts.append(i)
+    return torch.tensor(firsts, dtype=torch.long)
+
+
 def write_pareto(
     run_dir: Path,
     problem: GenomeProblem,
@@ -81,13 +91,9 @@ def write_pareto(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     # Duplicates (identical objective vectors) are kept once.
-    seen: set[tuple[float, ...]] = set()
-    k = 0
-    for i in front.tolist():
-        key = tuple(evals[i, :n].tolist())
-        if key in seen or evals[i, -1] != 0:
-            continue
-        seen.add(key)
+    front = front[evals[front, -1] == 0]
+    front = front[first_of_each(evals[front, :n])]
+    for k, i in enumerate(front.tolist()):
         write_genome(
             tmp / f"{k:03d}.genome",
             values[i],
@@ -95,7 +101,6 @@ def write_pareto(
             fitness_dict(problem, evals[i]),
             {**lineage, "generation": int(born[i])},
         )
-        k += 1
     old = run_dir / "pareto.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
