@@ -226,6 +226,19 @@ class EvoEngine:
         values = pop.values.as_subclass(torch.Tensor).detach().cpu().clone()
         return values, pop.evals.as_subclass(torch.Tensor).detach().cpu().clone()
 
+    def replace_worst(self, genomes: torch.Tensor) -> None:
+        """Put genomes [K, D] into the GA's population in place of its K lowest-ranked
+        (NSGA-II rank, then crowding); they are scored with the parents next step."""
+        k = genomes.shape[0]
+        if not k:
+            return
+        pop = self.searcher.population
+        if k >= len(pop):
+            raise ValueError(f"cannot replace {k} genomes of a population of {len(pop)}")
+        ranks, crowd = pop.compute_pareto_ranks(crowdsort=True)
+        order = torch.argsort(ranks.double() + crowd.double() / (len(pop) + 1), stable=True)
+        pop.set_values(genomes.to(pop.device, pop.dtype), solutions=order[-k:].tolist())
+
     def center(self) -> torch.Tensor | None:
         """The mean of the search distribution (None for the GA)."""
         try:

@@ -13,8 +13,13 @@ it there, and the members it dominates leave. Beyond `size` members the most
 crowded leave, one at a time (NSGA-II's crowding distance, Deb et al. 2002;
 the ends of each objective always stay).
 
-The archive only records: it never feeds genomes back into the search, so a
-run with it searches exactly as one without. Its state (members, their scores
+With `feed` = 0 (the default) the archive only records: a run with it searches
+exactly as one without. With `feed` = k, after each offer up to k members that
+are not in the population go back into it, in place of its lowest-ranked
+genomes (the most isolated members first, so both ends of the front return),
+and are scored with the parents on the next generation's batch: the search goes
+on from the front it found, not only from what the last batches left of it (an
+elitist archive, as in SPEA2, Zitzler et al. 2001). Its state (members, their scores
 and the generation each entered, and the genomes it has seen) is part of the
 checkpoint, so a resumed run keeps the same archive as one never interrupted.
 """
@@ -56,11 +61,13 @@ def _key(genome: torch.Tensor) -> str:
 class ParetoArchive:
     """The non-dominated genomes of a run on fixed data; see the module docstring."""
 
-    def __init__(self, problem: GenomeProblem, *, batch_size: int, size: int, every: int = 1):
-        if batch_size < 1 or size < 2 or every < 1:
+    def __init__(
+        self, problem: GenomeProblem, *, batch_size: int, size: int, every: int = 1, feed: int = 0
+    ):
+        if batch_size < 1 or size < 2 or every < 1 or feed < 0:
             raise ValueError(
-                f"archive needs batch_size >= 1, size >= 2 and every >= 1, got "
-                f"batch_size={batch_size}, size={size}, every={every}"
+                f"archive needs batch_size >= 1, size >= 2, every >= 1 and feed >= 0, got "
+                f"batch_size={batch_size}, size={size}, every={every}, feed={feed}"
             )
         if problem.mode != "pareto":
             raise ValueError(
@@ -68,6 +75,7 @@ class ParetoArchive:
             )
         self.problem = problem
         self.batch_size, self.size, self.every = int(batch_size), int(size), int(every)
+        self.feed = int(feed)
         d, width = problem.solution_length, problem.n_objectives + len(problem.columns)
         self.genomes = torch.empty(0, d)
         self.evals = torch.empty(0, width)
@@ -155,6 +163,18 @@ class ParetoArchive:
             drop = torch.arange(g.shape[0]) != worst
             g, e, born = g[drop], e[drop], born[drop]
         self.genomes, self.evals, self.generations = g, e, born
+
+    def returns(self, population: torch.Tensor) -> torch.Tensor:
+        """The members [<= feed, D] that go back into a population [P, D]: those not in it,
+        the most isolated first (the ends of the front before its crowded middle)."""
+        if not self.feed or not len(self):
+            return self.genomes[:0].clone()
+        present = {_key(g) for g in population.float()}
+        out = torch.tensor([_key(g) not in present for g in self.genomes], dtype=torch.bool)
+        crowd = crowding_distance(self.evals[:, : self.problem.n_objectives])
+        order = torch.argsort(-crowd, stable=True)
+        order = order[out[order]][: self.feed]
+        return self.genomes[order].clone()
 
     def members(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Genomes [M, D], their evals on the archive's data and the generation each entered."""

@@ -36,6 +36,7 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     batch_size = 0                     # training examples its members are scored on; 0 = none
     every = 10                         # generations between offers of the population's front
     size = 0                           # most members kept; 0 = algorithm.population_size
+    feed = 0                           # members returned to the GA's population per offer
 
 Every error names the file, the field, and the valid values or keys. `resolve`
 fills in every default and derived value (layout input and output, the
@@ -91,7 +92,7 @@ SECTIONS = {
     },
     "layout": {"hidden": [64], "input": None, "output": None},
     "decoder": {"name": "gnet", "compression": 0.0, "settings": {}},
-    "archive": {"batch_size": 0, "every": 10, "size": 0},
+    "archive": {"batch_size": 0, "every": 10, "size": 0, "feed": 0},
 }
 
 
@@ -258,12 +259,29 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
         )
 
     arc = cfg["archive"]
-    for k, lo in (("batch_size", 0), ("every", 1), ("size", 0)):
+    for k, lo in (("batch_size", 0), ("every", 1), ("size", 0), ("feed", 0)):
         arc[k] = _int(source, f"archive.{k}", arc[k], lo=lo)
     if arc["batch_size"] and task["mode"] != "pareto":
         _fail(source, "archive.batch_size", 'keeps a Pareto front: needs task.mode = "pareto"')
     if arc["size"] == 1:
         _fail(source, "archive.size", "must be 0 (the population size) or >= 2, got 1")
+    if arc["feed"]:
+        if not arc["batch_size"]:
+            _fail(source, "archive.feed", "returns archive members: needs archive.batch_size >= 1")
+        if not params.get("re_evaluate", True):
+            _fail(
+                source,
+                "archive.feed",
+                "returned members have no score on the generation's batch: needs "
+                "algorithm.re_evaluate = true",
+            )
+        if arc["feed"] >= params["population_size"]:
+            _fail(
+                source,
+                "archive.feed",
+                f"must be below algorithm.population_size ({params['population_size']}), "
+                f"got {arc['feed']}",
+            )
 
     lay = cfg["layout"]
     if not isinstance(lay["hidden"], list) or not all(
@@ -507,7 +525,11 @@ def build_archive(cfg: dict[str, Any], problem: GenomeProblem) -> ParetoArchive 
         return None
     size = arc["size"] or cfg["algorithm"]["population_size"]
     return ParetoArchive(
-        problem, batch_size=arc["batch_size"], size=max(size, 2), every=arc["every"]
+        problem,
+        batch_size=arc["batch_size"],
+        size=max(size, 2),
+        every=arc["every"],
+        feed=arc["feed"],
     )
 
 

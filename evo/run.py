@@ -293,6 +293,10 @@ def _loop(
         task = bar.add_task("", total=total, completed=start)
         for gen in range(start, total):
             t0 = time.perf_counter()
+            if archive is not None and archive.feed and gen > 0 and archive.due(gen - 1):
+                # Members go back as the next step starts (not when they are offered), so a
+                # run resumed from its checkpoint or run on past its end feeds the same.
+                engine.replace_worst(archive.returns(engine.population()[0]))
             try:
                 values, evals = engine.step(gen)
             except Exception:

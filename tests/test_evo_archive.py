@@ -1,5 +1,6 @@
 """The Pareto archive: non-dominated on its fixed data, each genome scored once, the
-crowded leave first, the search unchanged, and a resumed run keeps the same archive."""
+crowded leave first, the search unchanged unless it feeds members back (then they
+replace the population's lowest-ranked), and a resumed run keeps the same archive."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from evo import config as C
 from evo.archive import ParetoArchive, crowding_distance
 from evo.checkpoint import read_state
 from evo.outputs import pareto_front
-from evo.run import new_run, resume_run
+from evo.run import make_engine, new_run, resume_run
 from genome.files import load_genome
 
 PARETO = changed(
@@ -142,8 +143,63 @@ def test_a_run_writes_its_archive_and_searches_as_without_one(tmp_path):
     assert "archive_size" in header
 
 
-def test_a_resumed_run_keeps_the_archive_of_an_uninterrupted_one(tmp_path):
-    cfg = cfg_of(generations=6, checkpoint_every=1)
+def test_returned_members_are_those_not_in_the_population_most_isolated_first():
+    problem = C.build_problem(cfg_of())
+    archive = ParetoArchive(problem, batch_size=300, size=100, feed=3)
+    d = problem.solution_length
+    xs = torch.tensor([0.0, 0.1, 0.2, 1.0, 3.0, 5.0, 6.0])
+    evals = torch.zeros(7, problem.n_objectives + len(problem.columns))
+    evals[:, 0], evals[:, 1] = xs, 6.0 - xs
+    genomes = torch.arange(7.0)[:, None].expand(7, d).contiguous()
+    archive.add(genomes, evals, generation=0)
+    # Genome 0 (one end) is already in the population: the other end comes first,
+    # then the least crowded of the middle (4, then 5; 3 would be next, 1 and 2 are bunched).
+    back = archive.returns(torch.cat([genomes[:1], torch.full((2, d), 9.0)]))
+    assert back[:, 0].tolist() == [6.0, 4.0, 5.0]
+    assert archive.returns(genomes).shape == (0, d)  # all present: none go back
+    assert ParetoArchive(problem, batch_size=300, size=100).returns(genomes[:1]).shape[0] == 0
+
+
+def test_fed_members_replace_the_lowest_ranked_and_are_scored_next_step():
+    cfg = cfg_of(archive__feed=3)
+    problem = C.build_problem(cfg)
+    engine = make_engine(problem, cfg)
+    engine.step(0)
+    pop = engine.searcher.population
+    keep = {tuple(v.tolist()) for v in pop.take_best(len(pop) - 3).values}
+    fed = torch.full((3, problem.solution_length), 0.01)
+    fed[:, 0] = torch.tensor([1.0, 2.0, 3.0])
+    engine.replace_worst(fed)
+    values, _ = engine.population()
+    rows = {tuple(v.tolist()) for v in values}
+    assert keep <= rows and {tuple(v.tolist()) for v in fed} <= rows
+    with pytest.raises(ValueError, match="cannot replace 8 genomes of a population of 8"):
+        engine.replace_worst(torch.zeros(8, problem.solution_length))
+    # Re-evaluation scores them with the parents on the next batch.
+    values, evals = engine.step(1)
+    scored = {tuple(v.tolist()) for v in values}
+    assert {tuple(v.tolist()) for v in fed} <= scored and torch.isfinite(evals).all()
+
+
+def test_a_run_that_feeds_its_archive_searches_from_it(tmp_path):
+    # Small batches: members fall out of the population, so some go back.
+    small = {"generations": 8, "batch_size": 8, "archive__every": 1}
+    fed = new_run(cfg_of(**small, archive__feed=3), tmp_path / "a", progress=False)
+    plain = new_run(cfg_of(**small), tmp_path / "b", progress=False)
+
+    def front(run_dir):
+        return {tuple(load_genome(p).genome.tolist()) for p in (run_dir / "pareto").glob("*")}
+
+    assert front(fed.run_dir) != front(plain.run_dir)
+
+
+@pytest.mark.parametrize(
+    "feeding",
+    [{}, {"batch_size": 8, "archive__every": 1, "archive__feed": 3}],
+    ids=["records", "feeds"],
+)
+def test_a_resumed_run_keeps_the_archive_of_an_uninterrupted_one(tmp_path, feeding):
+    cfg = cfg_of(generations=6, checkpoint_every=1, **feeding)
     whole = new_run(cfg, tmp_path / "whole", progress=False)
     part = new_run(C.override(cfg, generations=3), tmp_path / "part", progress=False)
     resumed = resume_run(part.run_dir, progress=False, generations=6)

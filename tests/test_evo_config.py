@@ -98,6 +98,32 @@ def _with(**changes):
         (_with(archive__batch_size=-1), r"archive.batch_size: must be an integer >= 0, got -1"),
         (_with(archive__size=1), r"archive.size: must be 0 \(the population size\) or >= 2"),
         (_with(archive__depth=3), r"archive: unknown key\(s\) \['depth'\]; valid keys: batch_size"),
+        (_with(archive__feed=-1), r"archive.feed: must be an integer >= 0, got -1"),
+        (
+            _with(task__objectives=["digits", "wiring"], algorithm__name="ga", archive__feed=4),
+            r"archive.feed: returns archive members: needs archive.batch_size >= 1",
+        ),
+        (
+            _with(
+                task__objectives=["digits", "wiring"],
+                algorithm__name="ga",
+                algorithm__re_evaluate=False,
+                archive__batch_size=300,
+                archive__feed=4,
+            ),
+            r"archive.feed: returned members have no score on the generation's batch: needs "
+            r"algorithm.re_evaluate = true",
+        ),
+        (
+            _with(
+                task__objectives=["digits", "wiring"],
+                algorithm__name="ga",
+                algorithm__population_size=8,
+                archive__batch_size=300,
+                archive__feed=8,
+            ),
+            r"archive.feed: must be below algorithm.population_size \(8\), got 8",
+        ),
     ],
 )
 def test_config_errors_name_field_and_valid_values(raw, pattern):
