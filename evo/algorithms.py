@@ -13,6 +13,14 @@ signature, so the valid keys are exactly what EvoTorch accepts), plus
 the decoder's per-gene initial std (`decoder.spec().std()`): per gene for
 SNES, XNES, PGPE and CEM, its mean for CMA-ES and the GA, which take a scalar.
 
+The GA is EvoTorch's GeneticAlgorithm with NSGA-II's survival made exact
+(`NSGA2`): EvoTorch 0.6.1 orders the genomes within each front by a permutation
+that is not their crowding distance (`_compute_pareto_ranks` stores the
+argsort of the distances as if it were each genome's rank), so the truncated
+front kept arbitrary genomes and could lose its ends. Here each front is
+ordered by crowding distance, largest first, ends always first (Deb et al.
+2002).
+
 The GA's `re_evaluate` (default true) re-scores the parents on every
 generation's fresh minibatch, so a lucky score does not keep a genome alive;
 false keeps each genome's first score and evaluates only the children (half
@@ -37,6 +45,7 @@ import torch
 from evotorch import algorithms as ea
 from evotorch import operators as eo
 
+from evo.archive import crowding_distance
 from evo.problem import STREAM_SEARCH, GenomeProblem, derive_seed
 
 # Constructor arguments the run sets itself (or that change the kind of run).
@@ -57,6 +66,33 @@ _RESERVED = {
     "re_evaluate",
     "re_evaluate_parents_first",
 }
+
+
+def best_first(batch: Any) -> list[int]:
+    """The rows of an evaluated multi-objective SolutionBatch, best first: by Pareto
+    rank, and within a front by crowding distance, largest first (NSGA-II)."""
+    ranks, _ = batch.compute_pareto_ranks(crowdsort=False)
+    ranks = ranks.cpu()
+    n = len(batch.senses)
+    f = batch.evals.as_subclass(torch.Tensor)[:, :n].detach().cpu()
+    crowd = torch.zeros(len(batch), dtype=torch.float64)
+    for r in torch.unique(ranks).tolist():
+        rows = torch.nonzero(ranks == r).flatten()
+        crowd[rows] = crowding_distance(f[rows])
+    order = torch.argsort(-crowd, stable=True)
+    return order[torch.argsort(ranks[order], stable=True)].tolist()
+
+
+class NSGA2(ea.GeneticAlgorithm):
+    """EvoTorch's GeneticAlgorithm whose elitist survival on several objectives keeps
+    the best `popsize` of parents and children by `best_first` (see the module docstring)."""
+
+    def _step(self) -> None:
+        if not (self._elitist and self.problem.is_multi_objective):
+            super()._step()
+            return
+        extended = self._make_extended_population(split=False)
+        self._population = extended[best_first(extended)[: self._popsize]]
 
 
 @dataclass(frozen=True)
@@ -119,7 +155,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("cmaes", ea.CMAES, dict(_GAUSSIAN)),
         Algorithm(
             "ga",
-            ea.GeneticAlgorithm,
+            NSGA2,
             {
                 "population_size": 32,
                 "tournament_size": 4,
@@ -235,9 +271,7 @@ class EvoEngine:
         pop = self.searcher.population
         if k >= len(pop):
             raise ValueError(f"cannot replace {k} genomes of a population of {len(pop)}")
-        ranks, crowd = pop.compute_pareto_ranks(crowdsort=True)
-        order = torch.argsort(ranks.double() + crowd.double() / (len(pop) + 1), stable=True)
-        pop.set_values(genomes.to(pop.device, pop.dtype), solutions=order[-k:].tolist())
+        pop.set_values(genomes.to(pop.device, pop.dtype), solutions=best_first(pop)[-k:])
 
     def center(self) -> torch.Tensor | None:
         """The mean of the search distribution (None for the GA)."""

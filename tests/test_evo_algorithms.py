@@ -1,5 +1,6 @@
 """GA settings: out-of-range values fail naming the field and what is valid;
-`re_evaluate = false` scores only the children after the first generation."""
+`re_evaluate = false` scores only the children after the first generation;
+NSGA-II survival keeps each front's least crowded genomes, its ends first."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from run_configs import TINY as BASE
 from run_configs import changed
 
 from evo import config as C
-from evo.algorithms import ALGORITHMS, check_ga
-from evo.run import new_run
+from evo.algorithms import ALGORITHMS, NSGA2, best_first, check_ga
+from evo.run import make_engine, new_run
 
 # The shared tiny run, as a Pareto GA on digits and wiring.
 TINY = changed(
@@ -224,3 +225,53 @@ def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_pa
     assert (run_dir / "init" / "001.genome").read_bytes() == (
         path.parent / "center.genome"
     ).read_bytes()
+
+
+# Two fronts, rows shuffled. Front 0 on the line y = 6 - x at x = 0, 0.1, 0.2, 3, 6:
+# crowding (both objectives span 6) inf at the ends, 1.93 at 3, 0.97 at 0.2, 0.07 at
+# 0.1. Front 1, each point dominated by one of front 0: (1, 7), (4, 5), (7, 1).
+TWO_FRONTS = torch.tensor(
+    [[0.1, 5.9], [4.0, 5.0], [6.0, 0.0], [0.2, 5.8], [1.0, 7.0], [3.0, 3.0], [7.0, 1.0], [0.0, 6.0]]
+)
+BEST_FIRST = [2, 7, 5, 3, 0, 4, 6, 1]  # front 0's ends, 3, 0.2, 0.1; front 1's ends, (4, 5)
+
+
+def _with_evals(batch, objectives: torch.Tensor, problem) -> None:
+    batch.set_evals(objectives, torch.zeros(len(objectives), len(problem.columns)))
+
+
+def test_best_first_orders_by_front_then_crowding_ends_first():
+    cfg = _resolved(TINY)
+    problem = C.build_problem(cfg)
+    engine = make_engine(problem, cfg)
+    pop = engine.searcher.population
+    assert isinstance(engine.searcher, NSGA2) and len(pop) == len(TWO_FRONTS)
+    _with_evals(pop, TWO_FRONTS, problem)
+    assert best_first(pop) == BEST_FIRST
+    # replace_worst puts genomes in place of the last three: (4, 5), 0.1 and (7, 1).
+    before = engine.population()[0]
+    fed = torch.full((3, problem.solution_length), 0.5)
+    engine.replace_worst(fed)
+    after = engine.population()[0]
+    for row in range(len(TWO_FRONTS)):
+        replaced = row in BEST_FIRST[-3:]
+        assert torch.equal(after[row], fed[0]) == replaced
+        assert torch.equal(after[row], before[row]) == (not replaced)
+    with pytest.raises(ValueError, match="cannot replace 8 genomes of a population of 8"):
+        engine.replace_worst(torch.zeros(8, problem.solution_length))
+
+
+def test_the_ga_keeps_the_best_first_of_parents_and_children():
+    cfg = _resolved(TINY)
+    engine = make_engine(C.build_problem(cfg), cfg)
+    searcher = engine.searcher
+    extended = []
+    make = searcher._make_extended_population
+    searcher._make_extended_population = lambda split=False: (
+        extended.append(make(split)) or (extended[-1])
+    )
+    engine.step(0)
+    (both,) = extended
+    keep = best_first(both)[: len(searcher.population)]
+    assert len(both) == 2 * len(searcher.population)
+    assert torch.equal(searcher.population.values, both.values[keep])
