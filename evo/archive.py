@@ -19,7 +19,8 @@ are not in the population go back into it, in place of its lowest-ranked
 genomes (the most isolated members first, so both ends of the front return),
 and are scored with the parents on the next generation's batch: the search goes
 on from the front it found, not only from what the last batches left of it (an
-elitist archive, as in SPEA2, Zitzler et al. 2001). Its state (members, their scores
+elitist archive; SPEA2, Zitzler et al. 2001, goes further and breeds from its
+archive alone). Its state (members, their scores
 and the generation each entered, and the genomes it has seen) is part of the
 checkpoint, so a resumed run keeps the same archive as one never interrupted.
 """

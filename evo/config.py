@@ -36,7 +36,7 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     batch_size = 0                     # training examples its members are scored on; 0 = none
     every = 10                         # generations between offers of the population's front
     size = 0                           # most members kept; 0 = algorithm.population_size
-    feed = 0                           # members returned to the GA's population per offer
+    feed = 0                           # up to this many members back into the population per offer
 
 Every error names the file, the field, and the valid values or keys. `resolve`
 fills in every default and derived value (layout input and output, the
