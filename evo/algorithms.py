@@ -45,7 +45,7 @@ import torch
 from evotorch import algorithms as ea
 from evotorch import operators as eo
 
-from evo.archive import crowding_distance
+from evo.outputs import crowding_distance
 from evo.problem import STREAM_SEARCH, GenomeProblem, derive_seed
 
 # Constructor arguments the run sets itself (or that change the kind of run).

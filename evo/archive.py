@@ -33,25 +33,8 @@ from typing import Any
 
 import torch
 
-from evo.outputs import first_of_each, pareto_front
+from evo.outputs import crowding_distance, first_of_each, pareto_front
 from evo.problem import STREAM_ARCHIVE, GenomeProblem, seeded
-
-
-def crowding_distance(fitness: torch.Tensor) -> torch.Tensor:
-    """NSGA-II's crowding distance [M] of the rows of fitness [M, K]; ends are infinite."""
-    m, k = fitness.shape
-    d = torch.zeros(m, dtype=torch.float64)
-    if m <= 2:
-        return torch.full((m,), float("inf"), dtype=torch.float64)
-    f = fitness.double()
-    for j in range(k):
-        order = torch.argsort(f[:, j], stable=True)
-        col = f[order, j]
-        span = float(col[-1] - col[0])
-        d[order[0]] = d[order[-1]] = float("inf")
-        if span > 0:
-            d[order[1:-1]] += (col[2:] - col[:-2]) / span
-    return d
 
 
 def _key(genome: torch.Tensor) -> str:

@@ -56,6 +56,23 @@ def pareto_front(fitness: torch.Tensor) -> torch.Tensor:
     return torch.nonzero(~dominated).flatten()
 
 
+def crowding_distance(fitness: torch.Tensor) -> torch.Tensor:
+    """NSGA-II's crowding distance [M] of the rows of fitness [M, K]; ends are infinite."""
+    m, k = fitness.shape
+    d = torch.zeros(m, dtype=torch.float64)
+    if m <= 2:
+        return torch.full((m,), float("inf"), dtype=torch.float64)
+    f = fitness.double()
+    for j in range(k):
+        order = torch.argsort(f[:, j], stable=True)
+        col = f[order, j]
+        span = float(col[-1] - col[0])
+        d[order[0]] = d[order[-1]] = float("inf")
+        if span > 0:
+            d[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return d
+
+
 def first_of_each(rows: torch.Tensor) -> torch.Tensor:
     """Indices of the first occurrence of each distinct row of rows [N, K], in order."""
     firsts, seen = [], set()

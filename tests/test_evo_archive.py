@@ -13,9 +13,9 @@ from run_configs import TINY, changed
 
 from evo import config as C
 from evo.algorithms import EvoEngine
-from evo.archive import ParetoArchive, crowding_distance
+from evo.archive import ParetoArchive
 from evo.checkpoint import read_state
-from evo.outputs import pareto_front
+from evo.outputs import crowding_distance, pareto_front
 from evo.run import make_engine, new_run, resume_run
 from genome.files import load_genome
 

@@ -57,6 +57,7 @@ from genome.wiring import wiring_cost
 
 PROCEDURAL_TEST_SEED = 987_654_321  # a data stream no run draws from
 PROCEDURAL_TEST_N = 65_536  # see the module docstring
+PROCEDURAL_TEST = (PROCEDURAL_TEST_SEED, PROCEDURAL_TEST_N)
 
 
 @functools.cache
@@ -98,7 +99,7 @@ def held_out(
     pheno,
     cfg: dict,
     procedural: bool = True,
-    test: tuple[int, int] = (PROCEDURAL_TEST_SEED, PROCEDURAL_TEST_N),
+    test: tuple[int, int] = PROCEDURAL_TEST,
 ) -> dict[str, float]:
     """Held-out scores of one phenotype: LFW (and the procedural test batch) for faces,
     the test and train splits for digits."""
@@ -173,7 +174,7 @@ def main() -> None:
 def pareto(
     run: Path,
     reference: Path | None = None,
-    test: tuple[int, int] = (PROCEDURAL_TEST_SEED, PROCEDURAL_TEST_N),
+    test: tuple[int, int] = PROCEDURAL_TEST,
 ) -> None:
     from tasks import lfw_faces
 
