@@ -46,7 +46,8 @@ from evotorch import algorithms as ea
 from evotorch import operators as eo
 
 from evo.outputs import crowding_distance
-from evo.problem import STREAM_SEARCH, GenomeProblem, derive_seed
+from evo.problem import STREAM_SEARCH, GenomeProblem
+from tasks.seeds import derive_seed
 
 # Constructor arguments the run sets itself (or that change the kind of run).
 _RESERVED = {

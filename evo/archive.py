@@ -34,7 +34,8 @@ from typing import Any
 import torch
 
 from evo.outputs import crowding_distance, first_of_each, pareto_front
-from evo.problem import STREAM_ARCHIVE, GenomeProblem, seeded
+from evo.problem import STREAM_ARCHIVE, GenomeProblem
+from tasks.seeds import seeded
 
 
 def _key(genome: torch.Tensor) -> str:

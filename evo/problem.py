@@ -33,13 +33,13 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from evotorch import Problem, SolutionBatch
 
 from evo.objectives import Objective
 from genome.decoders.base import Decoder
 from genome.phenotype import Phenotype
+from tasks.seeds import seeded
 
 # EvoTorch logs every Problem construction at INFO; keep runs quiet.
 logging.getLogger("evotorch").setLevel(logging.WARNING)
@@ -50,16 +50,6 @@ MODES = ("weighted", "pareto")
 # Genomes scored at once. A multiple of 16, so that with float32 every chunk of
 # a Ray piece starts at the same 64-byte alignment as in the serial run.
 EVAL_CHUNK = 16
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed that is a pure function of integers (seed, generation, stream...)."""
-    state = np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
-
-
-def seeded(*parts: int, device: str | torch.device = "cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(derive_seed(*parts))
 
 
 # Streams of randomness derived from the run's seed, so that none overlaps another.

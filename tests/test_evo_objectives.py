@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from evo.objectives import OBJECTIVES, Digits, Faces, Wiring, make_objective, roc_auc
-from evo.problem import WORST, GenomeProblem, derive_seed
+from evo.problem import WORST, GenomeProblem
+from tasks.seeds import derive_seed
 from genome import Layout, make_decoder
 
 
