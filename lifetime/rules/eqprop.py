@@ -1,0 +1,153 @@
+"""Equilibrium propagation (Scellier and Bengio, Front Comput Neurosci 2017) on the layered net.
+
+The state s = (s_1 .. s_L) of the hidden and output units settles on the energy
+
+    E(s) = 1/2 sum_k |s_k|^2 - sum_k s_{k+1} . (W_k s_k + b_k),   s_0 = x, hidden s_k >= 0,
+
+plus beta * loss(s_L, y) in the nudged phase, by the fixed-point iteration
+s_k <- relu(W_{k-1} s_{k-1} + b_{k-1} + W_k^T s_{k+1}) (the output unit is
+linear and feels -beta * dloss/ds_L), the discrete-time form of Laborieux et
+al. (Front Neurosci 2021) and Ernoult et al. (NeurIPS 2019). Without feedback
+the free fixed point is the feedforward pass, so the network settles to the
+born network's own activations before it has learned anything.
+
+The update is the contrast of dE/dW between the nudged and the free state:
+grad W_k = -(s_{k+1}^b s_k^b^T - s_{k+1}^0 s_k^0^T) / beta, which tends to the
+gradient of the loss at the free fixed point as beta -> 0 (the paper's
+theorem; tested against autograd in float64). Nudging: ``positive`` (beta > 0,
+the free phase as reference), ``random`` (beta's sign drawn afresh for each
+network and step, from the rule's `seed`, which cancels the first-order bias
+on average), ``symmetric`` (phases at +beta and -beta, the contrast divided
+by 2 beta, Laborieux et al. 2021). The loss is the cross-entropy of the
+output state taken as logits. Hidden states are bounded by `cap` times the
+largest feedforward activation of their layer (Laborieux et al. bound them
+with a hard sigmoid): the bound never binds on the feedforward pass, and it
+keeps the energy bounded below when the feedback grows strong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lifetime.rules.base import Net, Rule
+from tasks.seeds import seeded
+
+NUDGING = ("symmetric", "random", "positive")
+STREAM_NUDGE = 12
+
+
+def relax(
+    net: Net,
+    x: Tensor,
+    states: list[Tensor],
+    target: Tensor,
+    beta: Tensor,
+    steps: int,
+    caps: list[Tensor],
+) -> list[Tensor]:
+    """`steps` sweeps of the fixed-point iteration from `states`; beta [G] nudges the output.
+
+    A sweep sets each layer in turn, bottom up, to the minimum of the energy
+    given its neighbours (the layers do not talk within themselves), so every
+    sweep lowers the energy; hidden states live in [0, caps[k]] ([G, 1, 1]),
+    where the energy is bounded below, so the relaxation cannot run away.
+    """
+    states = list(states)
+    last = net.n_layers - 1
+    for _ in range(steps):
+        below = x
+        for k in range(net.n_layers):
+            w, b = net.weights[k], net.biases[k]
+            u = torch.baddbmm(b[:, None, :], below, w.transpose(1, 2))
+            if k < last:
+                u = torch.baddbmm(u, states[k + 1], net.weights[k + 1])
+                u = torch.minimum(u.relu(), caps[k])
+            else:
+                u = u - beta[:, None, None] * (states[k].softmax(dim=-1) - target)
+            states[k] = u
+            below = u
+    return states
+
+
+def free_state(net: Net, x: Tensor, cap: float) -> tuple[list[Tensor], list[Tensor]]:
+    """The feedforward activations (the start of the free phase) and each hidden layer's
+    bound: `cap` times its largest feedforward activation, per network."""
+    acts = net.activations(x)
+    caps = [cap * a.detach().amax(dim=(1, 2), keepdim=True).clamp_min(1e-6) for a in acts[:-1]]
+    return acts, caps
+
+
+class EqProp(Rule):
+    name = "eqprop"
+    default_lr = 0.5
+    default_steps = 10
+    defaults = {
+        "beta": 0.1,
+        "free_steps": 20,
+        "nudged_steps": 8,
+        "nudging": "symmetric",
+        "cap": 2.0,
+        "seed": 0,
+    }
+
+    def _validate(self, settings: dict[str, Any]) -> dict[str, Any]:
+        beta = settings["beta"]
+        if isinstance(beta, bool) or not isinstance(beta, int | float) or not 0 < beta < 1e3:
+            raise ValueError(f"rule 'eqprop': beta must be a number > 0, got {beta!r}")
+        for key in ("free_steps", "nudged_steps"):
+            v = settings[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"rule 'eqprop': {key} must be an integer >= 1, got {v!r}")
+        if settings["nudging"] not in NUDGING:
+            raise ValueError(
+                f"rule 'eqprop': nudging must be one of {', '.join(NUDGING)}, "
+                f"got {settings['nudging']!r}"
+            )
+        if isinstance(settings["seed"], bool) or not isinstance(settings["seed"], int):
+            raise ValueError(f"rule 'eqprop': seed must be an integer, got {settings['seed']!r}")
+        cap = settings["cap"]
+        if isinstance(cap, bool) or not isinstance(cap, int | float) or not 1 <= cap < 1e6:
+            raise ValueError(f"rule 'eqprop': cap must be a number >= 1, got {cap!r}")
+        return {**settings, "beta": float(beta), "cap": float(cap)}
+
+    def gradient(self, net: Net, x: Tensor, y: Tensor, way: int, step: int = 0):
+        """The EP estimate of d(mean loss)/d(W_k, b_k) for every net: (dW list, db list)."""
+        g, s = y.shape
+        target = torch.nn.functional.one_hot(y, way).to(x.dtype)
+        beta0 = self.settings["beta"]
+        zero = torch.zeros(g, dtype=x.dtype, device=x.device)
+        start, caps = free_state(net, x, self.settings["cap"])
+        free = relax(net, x, start, target, zero, self.settings["free_steps"], caps)
+        nudged_steps = self.settings["nudged_steps"]
+        mode = self.settings["nudging"]
+        if mode == "symmetric":
+            beta = torch.full_like(zero, beta0)
+            plus = relax(net, x, free, target, beta, nudged_steps, caps)
+            minus = relax(net, x, free, target, -beta, nudged_steps, caps)
+        else:
+            beta = torch.full_like(zero, beta0)
+            if mode == "random":
+                gen = seeded(self.settings["seed"], STREAM_NUDGE, step)
+                sign = torch.randint(0, 2, (g,), generator=gen) * 2 - 1
+                beta = beta * sign.to(beta)
+            plus = relax(net, x, free, target, beta, nudged_steps, caps)
+            minus = free
+            beta = beta / 2  # the contrast below divides by 2 * beta
+        scale = -1.0 / (2 * beta[:, None, None] * s)
+        dw, db = [], []
+        below_p, below_m = x, x
+        for k in range(net.n_layers):
+            dw.append(
+                scale
+                * (plus[k].transpose(1, 2) @ below_p - minus[k].transpose(1, 2) @ below_m)
+            )
+            db.append(scale[:, :, 0] * (plus[k] - minus[k]).sum(dim=1))
+            below_p, below_m = plus[k], minus[k]
+        return dw, db
+
+    def _update(self, net: Net, x: Tensor, y: Tensor, way: int, step: int, state: Any) -> Net:
+        dw, db = self.gradient(net, x, y, way, step)
+        return net.stepped(dw, db, self.lr)
