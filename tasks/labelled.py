@@ -21,6 +21,7 @@ from torch import Tensor
 from tasks.faces import normalize_images
 from tasks.natural import Device
 
+
 class DataError(ValueError):
     """A labelled data set that cannot serve episodes; the message names the fault."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -25,7 +26,7 @@ def tiny_net(sizes=(6, 5, 3), groups=3, scale=0.5, seed=0, dtype=torch.float64) 
     g = torch.Generator().manual_seed(seed)
     ws = [
         torch.randn(groups, o, i, generator=g, dtype=dtype) * scale
-        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        for i, o in itertools.pairwise(sizes)
     ]
     bs = [torch.randn(groups, o, generator=g, dtype=dtype) * 0.1 for o in sizes[1:]]
     return Net(tuple(ws), tuple(bs))
@@ -90,7 +91,9 @@ def test_batched_adaptation_equals_a_loop_over_networks(name):
     for g in range(4):
         one = Net(tuple(w[g : g + 1] for w in net.weights), tuple(b[g : g + 1] for b in net.biases))
         alone = rule.adapt(one, x[g : g + 1], y[g : g + 1], 3)
-        for a, b in zip(alone.weights + alone.biases, batched.weights + batched.biases, strict=True):
+        for a, b in zip(
+            alone.weights + alone.biases, batched.weights + batched.biases, strict=True
+        ):
             torch.testing.assert_close(a[0], b[g], rtol=1e-10, atol=1e-12)
 
 
@@ -170,7 +173,7 @@ def test_eqprop_update_approaches_the_gradient_as_beta_goes_to_zero():
 
 def test_eqprop_free_phase_is_the_feedforward_pass_without_feedback():
     net = tiny_net(sizes=(6, 5, 3))
-    net = Net(net.weights[:1] + (torch.zeros_like(net.weights[1]),), net.biases)
+    net = Net((*net.weights[:1], torch.zeros_like(net.weights[1])), net.biases)
     x, y = easy_support()
     start, caps = free_state(net, x, 2.0)
     target = torch.nn.functional.one_hot(y, 3).double()
@@ -227,7 +230,9 @@ def test_adapting_a_population_equals_adapting_each_individual_on_each_episode(n
             one = adapt(
                 body.select([p]), eps.support_x[e : e + 1], eps.support_y[e : e + 1], rule, head, 3
             ).phenotype()
-            for a, b in zip(one.weights + one.biases, batched.weights + batched.biases, strict=True):
+            for a, b in zip(
+                one.weights + one.biases, batched.weights + batched.biases, strict=True
+            ):
                 torch.testing.assert_close(a[0], b[p * 2 + e], rtol=1e-10, atol=1e-12)
 
 

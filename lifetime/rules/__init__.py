@@ -26,4 +26,14 @@ def make_rule(name: str, **settings: Any) -> Rule:
     return RULES[name](**settings)
 
 
-__all__ = ["RULES", "SGD", "EqProp", "FeedbackAlignment", "Hebbian", "Net", "Rule", "loss", "make_rule"]
+__all__ = [
+    "RULES",
+    "SGD",
+    "EqProp",
+    "FeedbackAlignment",
+    "Hebbian",
+    "Net",
+    "Rule",
+    "loss",
+    "make_rule",
+]

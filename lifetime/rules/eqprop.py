@@ -27,7 +27,7 @@ keeps the energy bounded below when the feedback grows strong.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -84,7 +84,7 @@ class EqProp(Rule):
     name = "eqprop"
     default_lr = 0.5
     default_steps = 10
-    defaults = {
+    defaults: ClassVar[dict[str, Any]] = {
         "beta": 0.1,
         "free_steps": 20,
         "nudged_steps": 8,
@@ -141,8 +141,7 @@ class EqProp(Rule):
         below_p, below_m = x, x
         for k in range(net.n_layers):
             dw.append(
-                scale
-                * (plus[k].transpose(1, 2) @ below_p - minus[k].transpose(1, 2) @ below_m)
+                scale * (plus[k].transpose(1, 2) @ below_p - minus[k].transpose(1, 2) @ below_m)
             )
             db.append(scale[:, :, 0] * (plus[k] - minus[k]).sum(dim=1))
             below_p, below_m = plus[k], minus[k]

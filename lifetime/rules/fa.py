@@ -14,7 +14,7 @@ written out in batched tensor code, not as an autograd.Function.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ class FeedbackAlignment(Rule):
     name = "fa"
     default_lr = 0.5
     default_steps = 10
-    defaults = {"feedback": "fa", "seed": 0}
+    defaults: ClassVar[dict[str, Any]] = {"feedback": "fa", "seed": 0}
 
     def _validate(self, settings: dict[str, Any]) -> dict[str, Any]:
         if settings["feedback"] not in FEEDBACK:
@@ -66,9 +66,6 @@ class FeedbackAlignment(Rule):
             dw[k] = delta.transpose(1, 2) @ inputs[k]
             db[k] = delta.sum(dim=1)
             if k:
-                if state is None:
-                    back = delta @ net.weights[k]
-                else:
-                    back = delta @ state[k]
+                back = delta @ net.weights[k] if state is None else delta @ state[k]
                 delta = back * (acts[k - 1] > 0)
         return net.stepped(dw, db, self.lr)

@@ -23,7 +23,7 @@ new head) is scaled to a largest weight of 1.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -37,7 +37,10 @@ class Hebbian(Rule):
     default_steps = 1
     # (A, B, C, D) of the new head, and of the body's layers: one row for all, or
     # one per hidden layer. The body stays as it was born unless told otherwise.
-    defaults = {"head": [1.0, 0.0, 0.0, 0.0], "hidden": [0.0, 0.0, 0.0, 0.0]}
+    defaults: ClassVar[dict[str, Any]] = {
+        "head": [1.0, 0.0, 0.0, 0.0],
+        "hidden": [0.0, 0.0, 0.0, 0.0],
+    }
 
     def _validate(self, settings: dict[str, Any]) -> dict[str, Any]:
         rows = {}
