@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from evo import cmd_genome, cmd_run
+from evo import cmd_fewshot, cmd_genome, cmd_run
 
 app = typer.Typer(
     name="innate",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 cmd_genome.register(app)
 cmd_run.register(app)
+cmd_fewshot.register(app)
 
 if __name__ == "__main__":
     app()
