@@ -285,3 +285,22 @@ def test_random_genomes_and_kaiming_bodies_are_seeded():
     assert torch.equal(a.weights[0], b.weights[0])
     k = kaiming_bodies(LAYOUT, 500, torch.Generator().manual_seed(5), dtype=torch.float64)
     assert abs(float(k.weights[0].std()) - (2 / 16) ** 0.5) < 0.01
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_adapting_all_in_the_span_of_the_inputs_equals_adapting_every_weight(name):
+    """The `all` head's reduced coordinates give the same networks and logits (float64)."""
+    layout = Layout.build((5, 6), [7, 6], 2)
+    body = kaiming_bodies(layout, 2, torch.Generator().manual_seed(6), dtype=torch.float64)
+    eps = toy_episodes(e=3, side=6, noise=1.0)
+    settings = {"hidden": [0.5, 0.1, -0.2, 0.05]} if name == "hebbian" else {}
+    rule = make_rule(name, steps=3, lr=0.2, **settings)
+    reduced = adapt(body, eps.support_x[:, :, :5], eps.support_y, rule, "all", 3)
+    rule.updates_in_input_span = lambda n: False
+    full = adapt(body, eps.support_x[:, :, :5], eps.support_y, rule, "all", 3)
+    assert (reduced.basis is not None) == (name != "hebbian")
+    a, b = reduced.phenotype(), full.phenotype()
+    for u, v in zip(a.weights + a.biases, b.weights + b.biases, strict=True):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-10)
+    q = eps.query_x[:, :, :5]
+    torch.testing.assert_close(reduced.logits(q), full.logits(q), rtol=1e-9, atol=1e-10)

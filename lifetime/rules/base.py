@@ -88,6 +88,15 @@ class Rule(ABC):
         """Check rule-specific settings; raise ValueError naming the fault."""
         return settings
 
+    def updates_in_input_span(self, n_layers: int) -> bool:
+        """Whether every change to the first layer is a combination of the support inputs,
+        dW_0 = sum_s c_s x_s^T, so that a net can adapt on the inputs' coordinates in their span.
+
+        True of any rule whose first-layer update is (something) times the input, as
+        backprop's, feedback alignment's and equilibrium propagation's are.
+        """
+        return True
+
     def describe(self) -> dict[str, Any]:
         return {"rule": self.name, "lr": self.lr, "steps": self.steps, **self.settings}
 

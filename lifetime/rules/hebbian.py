@@ -71,6 +71,11 @@ class Hebbian(Rule):
             )
         return torch.cat([hidden, self._rows["head"]])
 
+    def updates_in_input_span(self, n_layers: int) -> bool:
+        # B * pre is in the span, but C * post and D are not, and the normalisation
+        # reads the whole matrix: only a first layer that does not change qualifies.
+        return n_layers > 1 and not bool(self.coefficients(n_layers)[0].any())
+
     def _start(self, net: Net, x: Tensor, y: Tensor, way: int) -> Any:
         dtype = net.weights[0].dtype
         peaks = []
