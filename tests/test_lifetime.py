@@ -15,7 +15,7 @@ from lifetime.baselines import kaiming_bodies, pixel_prototype, random_genomes
 from lifetime.fewshot import accuracy, interval, paired
 from lifetime.heads import HEADS, adapt
 from lifetime.rules import RULES, Net, loss, make_rule
-from lifetime.rules.eqprop import free_state, relax
+from lifetime.rules.eqprop import free_state, readout, relax
 from tasks.episodes import Episodes
 
 RULE_NAMES = sorted(RULES)
@@ -154,7 +154,7 @@ def test_eqprop_update_approaches_the_gradient_as_beta_goes_to_zero():
     start, caps = free_state(live, x, 10.0)
     target = torch.nn.functional.one_hot(y, 3).double()
     free = relax(live, x, start, target, torch.zeros(2, dtype=torch.float64), 300, caps)
-    reference = torch.autograd.grad(loss(free[-1], y).sum(), params)
+    reference = torch.autograd.grad(loss(readout(live, free[-1]), y).sum(), params)
 
     def error(beta, nudging):
         rule = make_rule(
@@ -171,14 +171,23 @@ def test_eqprop_update_approaches_the_gradient_as_beta_goes_to_zero():
     assert pos[0] > pos[1] > pos[2] and pos[2] < 1e-2
 
 
-def test_eqprop_free_phase_is_the_feedforward_pass_without_feedback():
-    net = tiny_net(sizes=(6, 5, 3))
-    net = Net((*net.weights[:1], torch.zeros_like(net.weights[1])), net.biases)
+def test_eqprop_free_phase_is_the_feedforward_pass_with_one_hidden_layer():
+    net = tiny_net(sizes=(6, 5, 3), scale=2.0)  # strong weights: the read-out feeds nothing back
     x, y = easy_support()
     start, caps = free_state(net, x, 2.0)
     target = torch.nn.functional.one_hot(y, 3).double()
     free = relax(net, x, start, target, torch.zeros(3, dtype=torch.float64), 5, caps)
-    for a, b in zip(free, net.activations(x), strict=True):
+    acts = net.activations(x)
+    torch.testing.assert_close(free[0], acts[0])
+    torch.testing.assert_close(readout(net, free[0]), acts[1])
+
+
+def test_eqprop_on_a_single_layer_is_the_delta_rule():
+    net = tiny_net(sizes=(6, 3))
+    x, y = easy_support()
+    ep = make_rule("eqprop", steps=3, lr=0.3).adapt(net, x, y, 3)
+    sgd = make_rule("sgd", steps=3, lr=0.3).adapt(net, x, y, 3)
+    for a, b in zip(ep.weights + ep.biases, sgd.weights + sgd.biases, strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -304,3 +313,15 @@ def test_adapting_all_in_the_span_of_the_inputs_equals_adapting_every_weight(nam
         torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-10)
     q = eps.query_x[:, :, :5]
     torch.testing.assert_close(reduced.logits(q), full.logits(q), rtol=1e-9, atol=1e-10)
+
+
+def test_the_pretrained_body_learns_its_background_classes():
+    from lifetime.baselines import pretrained_body
+    from tasks.episodes import load_source
+
+    layout = Layout.build((8, 8), [16], 1)
+    source = load_source("digits", "background", (8, 8))
+    body = pretrained_body(layout, source, steps=150, classes_per_batch=5, per_class=16)
+    assert body.layout.sizes[-1] == source.n_classes
+    hits = body(source.images).argmax(dim=-1)[0] == source.labels
+    assert float(hits.float().mean()) > 0.9

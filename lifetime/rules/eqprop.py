@@ -1,28 +1,31 @@
 """Equilibrium propagation (Scellier and Bengio, Front Comput Neurosci 2017) on the layered net.
 
-The state s = (s_1 .. s_L) of the hidden and output units settles on the energy
+The hidden state s = (s_1 .. s_{L-1}) settles on the energy
 
-    E(s) = 1/2 sum_k |s_k|^2 - sum_k s_{k+1} . (W_k s_k + b_k),   s_0 = x, hidden s_k >= 0,
+    F(s) = 1/2 sum_k |s_k|^2 - sum_{k<L-1} s_{k+1} . (W_k s_k + b_k) + beta * loss(W_{L-1} s_{L-1} + b_{L-1}, y),
 
-plus beta * loss(s_L, y) in the nudged phase, by the fixed-point iteration
-s_k <- relu(W_{k-1} s_{k-1} + b_{k-1} + W_k^T s_{k+1}) (the output unit is
-linear and feels -beta * dloss/ds_L), the discrete-time form of Laborieux et
-al. (Front Neurosci 2021) and Ernoult et al. (NeurIPS 2019). Without feedback
-the free fixed point is the feedforward pass, so the network settles to the
-born network's own activations before it has learned anything.
+s_0 = x, s_k >= 0, by the fixed-point iteration s_k <- relu(W_{k-1} s_{k-1} + b_{k-1} +
+W_k^T s_{k+1}), the top hidden layer feeling -beta W_{L-1}^T dloss/dlogits instead
+of feedback from above: the discrete-time form of Ernoult et al. (NeurIPS 2019)
+with the output read out of the last hidden layer, as Laborieux et al. (Front
+Neurosci 2021) do for the cross-entropy loss. The logits are not a state: fed
+back through W^T they make a loop of gain |W_{L-1}|^2, above 1 for a standard
+init, and the free state then runs far from the network's own output. Without
+feedback the free fixed point is the feedforward pass, so the network settles
+to the born network's own activations; with one hidden layer it is exactly it.
 
-The update is the contrast of dE/dW between the nudged and the free state:
-grad W_k = -(s_{k+1}^b s_k^b^T - s_{k+1}^0 s_k^0^T) / beta, which tends to the
-gradient of the loss at the free fixed point as beta -> 0 (the paper's
-theorem; tested against autograd in float64). Nudging: ``positive`` (beta > 0,
-the free phase as reference), ``random`` (beta's sign drawn afresh for each
-network and step, from the rule's `seed`, which cancels the first-order bias
-on average), ``symmetric`` (phases at +beta and -beta, the contrast divided
-by 2 beta, Laborieux et al. 2021). The loss is the cross-entropy of the
-output state taken as logits. Hidden states are bounded by `cap` times the
-largest feedforward activation of their layer (Laborieux et al. bound them
-with a hard sigmoid): the bound never binds on the feedforward pass, and it
-keeps the energy bounded below when the feedback grows strong.
+The update of the dynamic layers is the contrast of dF/dW between the nudged and
+the free state: grad W_k = -(s_{k+1}^b s_k^b^T - s_{k+1}^0 s_k^0^T) / beta, and of
+the read-out, dloss/dW_{L-1} at the nudged state(s), as in Laborieux et al.'s code.
+Both tend to the gradient of the loss at the free fixed point as beta -> 0 (the
+paper's theorem; tested against autograd in float64). Nudging: ``positive``
+(beta > 0, the free phase as reference), ``random`` (beta's sign drawn afresh for
+each network and step, from the rule's `seed`, which cancels the first-order bias
+on average), ``symmetric`` (phases at +beta and -beta, the contrast divided by
+2 beta, Laborieux et al. 2021). Hidden states are bounded by `cap` times the
+largest feedforward activation of their layer (Laborieux et al. bound them with
+a hard sigmoid): the bound never binds on the feedforward pass, and it keeps the
+energy bounded below when the feedback between hidden layers grows strong.
 """
 
 from __future__ import annotations
@@ -48,35 +51,41 @@ def relax(
     steps: int,
     caps: list[Tensor],
 ) -> list[Tensor]:
-    """`steps` sweeps of the fixed-point iteration from `states`; beta [G] nudges the output.
+    """`steps` sweeps from `states` (the hidden layers); beta [G] nudges the top one.
 
-    A sweep sets each layer in turn, bottom up, to the minimum of the energy
-    given its neighbours (the layers do not talk within themselves), so every
-    sweep lowers the energy; hidden states live in [0, caps[k]] ([G, 1, 1]),
+    A sweep sets each hidden layer in turn, bottom up, to the minimum of the
+    energy given its neighbours (the layers do not talk within themselves), so
+    every sweep lowers the energy; hidden states live in [0, caps[k]] ([G, 1, 1]),
     where the energy is bounded below, so the relaxation cannot run away.
     """
     states = list(states)
-    last = net.n_layers - 1
+    top = net.n_layers - 2
+    if top == 0 and not bool(beta.any()):
+        steps = min(steps, 1)  # one hidden layer and no nudge: the first sweep is the fixed point
     for _ in range(steps):
         below = x
-        for k in range(net.n_layers):
-            w, b = net.weights[k], net.biases[k]
-            u = torch.baddbmm(b[:, None, :], below, w.transpose(1, 2))
-            if k < last:
+        for k in range(top + 1):
+            u = torch.baddbmm(net.biases[k][:, None, :], below, net.weights[k].transpose(1, 2))
+            if k < top:
                 u = torch.baddbmm(u, states[k + 1], net.weights[k + 1])
-                u = torch.minimum(u.relu(), caps[k])
             else:
-                u = u - beta[:, None, None] * (states[k].softmax(dim=-1) - target)
-            states[k] = u
-            below = u
+                error = readout(net, states[k]).softmax(dim=-1) - target
+                u = u - beta[:, None, None] * (error @ net.weights[k + 1])
+            states[k] = torch.minimum(u.relu(), caps[k])
+            below = states[k]
     return states
 
 
+def readout(net: Net, top: Tensor) -> Tensor:
+    """The logits [G, B, way] read out of the top hidden state."""
+    return torch.baddbmm(net.biases[-1][:, None, :], top, net.weights[-1].transpose(1, 2))
+
+
 def free_state(net: Net, x: Tensor, cap: float) -> tuple[list[Tensor], list[Tensor]]:
-    """The feedforward activations (the start of the free phase) and each hidden layer's
+    """The feedforward hidden activations (the start of the free phase) and each one's
     bound: `cap` times its largest feedforward activation, per network."""
-    acts = net.activations(x)
-    caps = [cap * a.detach().amax(dim=(1, 2), keepdim=True).clamp_min(1e-6) for a in acts[:-1]]
+    acts = net.activations(x)[:-1]
+    caps = [cap * a.detach().amax(dim=(1, 2), keepdim=True).clamp_min(1e-6) for a in acts]
     return acts, caps
 
 
@@ -139,13 +148,20 @@ class EqProp(Rule):
         scale = -1.0 / (2 * beta[:, None, None] * s)
         dw, db = [], []
         below_p, below_m = x, x
-        for k in range(net.n_layers):
+        for k in range(net.n_layers - 1):
             dw.append(
                 scale * (plus[k].transpose(1, 2) @ below_p - minus[k].transpose(1, 2) @ below_m)
             )
             db.append(scale[:, :, 0] * (plus[k] - minus[k]).sum(dim=1))
             below_p, below_m = plus[k], minus[k]
-        return dw, db
+        # The read-out's own gradient, at the nudged state(s): both, averaged, when symmetric.
+        tops = [below_p, below_m] if mode == "symmetric" else [below_p]
+        w_out, b_out = 0, 0
+        for top in tops:
+            error = (readout(net, top).softmax(dim=-1) - target) / (s * len(tops))
+            w_out = w_out + error.transpose(1, 2) @ top
+            b_out = b_out + error.sum(dim=1)
+        return [*dw, w_out], [*db, b_out]
 
     def _update(self, net: Net, x: Tensor, y: Tensor, way: int, step: int, state: Any) -> Net:
         dw, db = self.gradient(net, x, y, way, step)
