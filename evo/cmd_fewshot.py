@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 phenotype,
                 gf.decoder,
                 eps,
-                learner,
+                None if head == "prototype" else learner,
                 head,
                 reference=genome.name,
                 baselines=chosen,
@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
             "within_groups": within_groups,
             "seed": seed,
             "head": head,
-            "rule": learner.describe(),
+            "rule": None if head == "prototype" else learner.describe(),
             "methods": summary,
         }
         if figures is not None:
@@ -155,10 +155,14 @@ def _print_table(doc: dict, labels: dict[str, str]) -> None:
     from rich.text import Text
 
     rule = doc["rule"]
+    learning = (
+        "head prototype (no learning)"
+        if rule is None
+        else f"rule {rule['rule']} (lr {rule['lr']}, {rule['steps']} steps), head {doc['head']}"
+    )
     title = (
         f"{doc['way']}-way {doc['shot']}-shot, {doc['episodes']} episodes of {doc['data']} "
-        f"({doc['split']}, {'within' if doc['within_groups'] else 'across'} groups); "
-        f"rule {rule['rule']} (lr {rule['lr']}, {rule['steps']} steps), head {doc['head']}"
+        f"({doc['split']}, {'within' if doc['within_groups'] else 'across'} groups); {learning}"
     )
     table = Table(title=Text(title), title_justify="left")
     table.add_column("method")
