@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-from run_configs import TINY as BASE
-from run_configs import changed
+from conftest import TINY as BASE
+from conftest import changed
 
 from evo import config as C
 from evo.algorithms import ALGORITHMS, NSGA2, best_first, check_ga

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from run_configs import TINY, changed
+from conftest import TINY, changed
 
 from evo import config as C
 from evo.algorithms import EvoEngine

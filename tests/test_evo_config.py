@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from run_configs import changed
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
 from evo import config as C
@@ -14,12 +14,8 @@ from evo.algorithms import ALGORITHMS
 from evo.cli import app
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-BASE = {
-    "task": {"objectives": ["digits"]},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "snes", "population_size": 8},
-}
+# The tiny run with every top-level key left to its default.
+BASE = {k: TINY[k] for k in ("task", "layout", "decoder", "algorithm")}
 
 
 def _with(**changes):

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from evo.objectives import OBJECTIVES, Digits, Faces, Wiring, make_objective, roc_auc
 from evo.problem import WORST, GenomeProblem
-from tasks.seeds import derive_seed
 from genome import Layout, make_decoder
+from tasks.seeds import derive_seed
 
 
 def _auc_loop(scores: list[float], labels: list[int]) -> float:

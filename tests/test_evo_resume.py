@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
 from evo import config as C
@@ -22,17 +24,8 @@ from evo.checkpoint import read_state
 from evo.cli import app
 from evo.run import new_run
 
-RAW = {
-    "seed": 2,
-    "generations": 40,
-    "batch_size": 64,
-    "eval_every": 20,
-    "checkpoint_every": 1,
-    "task": {"objectives": ["digits"]},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "snes", "population_size": 8},
-}
+# Long enough to be stopped part-way: a checkpoint every generation.
+RAW = changed(TINY, seed=2, generations=40, eval_every=20, checkpoint_every=1)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -71,6 +64,7 @@ def _start_and_signal(tmp_path: Path, sig: int, after_rows: int) -> tuple[Path, 
     return run_dir, text, p.returncode
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     run_dir, _, rc = _start_and_signal(tmp_path, signal.SIGKILL, after_rows=4)
     assert rc == -signal.SIGKILL
@@ -94,6 +88,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(load_genome(run_dir / "best.genome").genome, whole.best_genome)
 
 
+@pytest.mark.slow
 def test_sigint_leaves_a_readable_checkpoint(tmp_path):
     run_dir, text, rc = _start_and_signal(tmp_path, signal.SIGINT, after_rows=2)
     assert rc == 0, text

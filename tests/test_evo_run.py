@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from run_configs import TINY, changed
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
 from evo import config as C
