@@ -29,20 +29,22 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     settings = { hidden = [16, 16] }   # the decoder's own settings
 
     [algorithm]
-    name = "snes"                      # evo.algorithms.ALGORITHMS
+    name = "snes"                      # evo.search.ALGORITHMS
     population_size = 32               # ...and the searcher's own keyword arguments
 
-    [archive]                          # Pareto mode: the run's front on fixed data (evo/archive.py)
+    [archive]                          # Pareto mode: the run's front on fixed data (evo/search/archive.py)
     batch_size = 0                     # training examples its members are scored on; 0 = none
     every = 10                         # generations between offers of the population's front
     size = 0                           # most members kept; 0 = algorithm.population_size
     feed = 0                           # up to this many members back into the population per offer
 
-Every error names the file, the field, and the valid values or keys. `resolve`
-fills in every default and derived value (layout input and output, the
-decoder's full settings, the algorithm's defaults), and the resolved config
-is what a run directory keeps, so `--resume` needs nothing else. Following
-cleanrl, a run is named ``{task}__{decoder}__s{seed}__{time}``.
+Every error names the file, the field, and the valid values or keys; each
+section has its validator, and what differs between searchers is checked by
+their registry entry (`Algorithm.check`). `resolve` fills in every default and
+derived value (layout input and output, the decoder's full settings, the
+algorithm's defaults), and the resolved config is what a run directory keeps
+(evo/rundir.py), so `--resume` needs nothing else. Building the run's objects
+from it is evo/build.py.
 """
 
 from __future__ import annotations
@@ -61,13 +63,11 @@ else:  # pragma: no cover
 import tomli_w
 import torch
 
-from evo.algorithms import ALGORITHMS, algorithm
-from evo.archive import ParetoArchive
-from evo.gradient import LR_SCHEDULES
-from evo.objectives import DATASETS, OBJECTIVES, Objective, make_objective
-from evo.problem import MODES, GenomeProblem
-from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
-from genome.layout import Layout
+from evo.objectives import OBJECTIVES
+from evo.problem import MODES
+from evo.search import ALGORITHMS, algorithm
+from genome.decoders import DECODERS
+from tasks import DATASETS
 
 TOP = {
     "seed": 0,
@@ -134,6 +134,25 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     if not isinstance(raw, dict):
         _fail(source, "top level", "must be a table")
     _check_keys(source, "", raw, [*TOP, *SECTIONS, "algorithm"])
+    cfg = _top(raw, source)
+    for name, defaults in SECTIONS.items():
+        sec = raw.get(name, {})
+        if not isinstance(sec, dict):
+            _fail(source, name, "must be a table")
+        _check_keys(source, name, sec, list(defaults))
+        cfg[name] = {**copy.deepcopy(defaults), **copy.deepcopy(sec)}
+    _task(cfg["task"], source)
+    cfg["algorithm"] = _algorithm(raw.get("algorithm", {}), source)
+    _mode(cfg, source)
+    _init_count(cfg, source)
+    _archive(cfg, source)
+    _layout(cfg["layout"], source)
+    _decoder(cfg["decoder"], source)
+    return cfg
+
+
+def _top(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """The top-level keys (seed, generations, batch sizes, workers, device, init)."""
     cfg: dict[str, Any] = {**TOP, **{k: v for k, v in raw.items() if k in TOP}}
     for k in ("generations", "batch_size", "eval_every", "checkpoint_every"):
         cfg[k] = _int(source, k, cfg[k], lo=1)
@@ -171,15 +190,11 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             "device",
             f'must be a torch device such as "cpu" or "cuda", got {cfg["device"]!r}',
         )
+    return cfg
 
-    for name, defaults in SECTIONS.items():
-        sec = raw.get(name, {})
-        if not isinstance(sec, dict):
-            _fail(source, name, "must be a table")
-        _check_keys(source, name, sec, list(defaults))
-        cfg[name] = {**copy.deepcopy(defaults), **copy.deepcopy(sec)}
 
-    task = cfg["task"]
+def _task(task: dict[str, Any], source: str) -> None:
+    """[task]: the objectives, their weights, and the data objective's settings."""
     objs = task["objectives"]
     if not isinstance(objs, list) or not objs:
         _fail(
@@ -206,84 +221,97 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             f"must be a list of {len(objs)} numbers (one per objective), got {w!r}",
         )
     task["weights"] = [_number(source, f"task.weights[{i}]", x) for i, x in enumerate(w)]
-    task["dataset"] = _choice(source, "task.dataset", task["dataset"], DATASETS)
+    task["dataset"] = _choice(source, "task.dataset", task["dataset"], list(DATASETS))
     task["augment"] = _choice(source, "task.augment", task["augment"], OBJECTIVES[data[0]].augments)
 
-    alg = raw.get("algorithm", {})
-    if not isinstance(alg, dict):
+
+def _algorithm(raw: Any, source: str) -> dict[str, Any]:
+    """[algorithm]: the searcher's name and its settings, checked by its registry entry."""
+    if not isinstance(raw, dict):
         _fail(source, "algorithm", "must be a table")
-    alg = copy.deepcopy(alg)
-    name = _choice(source, "algorithm.name", alg.pop("name", "snes"), list(ALGORITHMS))
-    algo = algorithm(name)
-    _check_keys(source, "algorithm", {**alg, "name": name}, ["name", *algo.valid_keys()])
-    params = {**algo.defaults, **alg}
-    for k, v in params.items():
-        kind = algo.param_kind(k)
+    settings = copy.deepcopy(raw)
+    name = _choice(source, "algorithm.name", settings.pop("name", "snes"), list(ALGORITHMS))
+    entry = algorithm(name)
+    _check_keys(source, "algorithm", {**settings, "name": name}, ["name", *entry.valid_keys()])
+    settings = {**entry.defaults, **settings}
+    for k, v in settings.items():
+        kind = entry.param_kind(k)
         if kind == "bool" and not isinstance(v, bool):
             _fail(source, f"algorithm.{k}", f"must be true or false, got {v!r}")
         if kind == "number":
             _number(source, f"algorithm.{k}", v)
         if kind == "str" and not isinstance(v, str):
             _fail(source, f"algorithm.{k}", f"must be a string, got {v!r}")
-    params["population_size"] = _int(
-        source, "algorithm.population_size", params["population_size"], lo=1
+    settings["population_size"] = _int(
+        source, "algorithm.population_size", settings["population_size"], lo=1
     )
-    if name == "gradient" and params["population_size"] != 1:
-        _fail(source, "algorithm.population_size", "must be 1 for the gradient optimiser")
-    if name == "gradient":
-        _choice(source, "algorithm.lr_schedule", params["lr_schedule"], LR_SCHEDULES)
-    if name == "pgpe" and params.get("symmetric", True) and params["population_size"] % 2:
-        _fail(source, "algorithm.population_size", "must be even for symmetric PGPE")
-    cfg["algorithm"] = {"name": name, **params}
+    try:
+        entry.check(settings)
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return {"name": name, **settings}
 
+
+def _mode(cfg: dict[str, Any], source: str) -> None:
+    """task.mode: a Pareto front where the searcher keeps one and there are several objectives."""
+    task, entry = cfg["task"], algorithm(cfg["algorithm"]["name"])
     if task["mode"] is None:
-        task["mode"] = "pareto" if algo.pareto and len(objs) > 1 else "weighted"
+        task["mode"] = "pareto" if entry.pareto and len(task["objectives"]) > 1 else "weighted"
     _choice(source, "task.mode", task["mode"], MODES)
-    if task["mode"] == "pareto" and not algo.pareto:
+    if task["mode"] == "pareto" and not entry.pareto:
         valid = [a.name for a in ALGORITHMS.values() if a.pareto]
-        _fail(source, "task.mode", f"pareto needs algorithm.name in {valid}, got {name!r}")
+        _fail(source, "task.mode", f"pareto needs algorithm.name in {valid}, got {entry.name!r}")
+
+
+def _init_count(cfg: dict[str, Any], source: str) -> None:
+    """init: one genome, or several where the searcher starts from a population of them."""
+    settings, entry = cfg["algorithm"], algorithm(cfg["algorithm"]["name"])
     n_init = len(cfg["init"])
-    if n_init > 1 and name != "ga":
+    if n_init > 1 and not entry.init_population:
         _fail(
             source,
             "init",
-            f"{n_init} genomes can start only the GA's population; {name!r} starts from one "
-            "genome (give one path)",
+            f"{n_init} genomes can start only the GA's population; {entry.name!r} starts from "
+            "one genome (give one path)",
         )
-    if n_init > params["population_size"]:
+    if n_init > settings["population_size"]:
         _fail(
             source,
             "init",
-            f"{n_init} genomes for a population of {params['population_size']}; give at most "
+            f"{n_init} genomes for a population of {settings['population_size']}; give at most "
             "algorithm.population_size",
         )
 
-    arc = cfg["archive"]
+
+def _archive(cfg: dict[str, Any], source: str) -> None:
+    """[archive]: the Pareto archive's batch, offers, size and feed."""
+    arc, settings = cfg["archive"], cfg["algorithm"]
     for k, lo in (("batch_size", 0), ("every", 1), ("size", 0), ("feed", 0)):
         arc[k] = _int(source, f"archive.{k}", arc[k], lo=lo)
-    if arc["batch_size"] and task["mode"] != "pareto":
+    if arc["batch_size"] and cfg["task"]["mode"] != "pareto":
         _fail(source, "archive.batch_size", 'keeps a Pareto front: needs task.mode = "pareto"')
     if arc["size"] == 1:
         _fail(source, "archive.size", "must be 0 (the population size) or >= 2, got 1")
     if arc["feed"]:
         if not arc["batch_size"]:
             _fail(source, "archive.feed", "returns archive members: needs archive.batch_size >= 1")
-        if not params.get("re_evaluate", True):
+        if not settings.get("re_evaluate", True):
             _fail(
                 source,
                 "archive.feed",
                 "returned members have no score on the generation's batch: needs "
                 "algorithm.re_evaluate = true",
             )
-        if arc["feed"] >= params["population_size"]:
+        if arc["feed"] >= settings["population_size"]:
             _fail(
                 source,
                 "archive.feed",
-                f"must be below algorithm.population_size ({params['population_size']}), "
+                f"must be below algorithm.population_size ({settings['population_size']}), "
                 f"got {arc['feed']}",
             )
 
-    lay = cfg["layout"]
+
+def _layout(lay: dict[str, Any], source: str) -> None:
     if not isinstance(lay["hidden"], list) or not all(
         isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in lay["hidden"]
     ):
@@ -291,12 +319,12 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
             source, "layout.hidden", f"must be a list of positive integers, got {lay['hidden']!r}"
         )
 
-    dec = cfg["decoder"]
+
+def _decoder(dec: dict[str, Any], source: str) -> None:
     _choice(source, "decoder.name", dec["name"], list(DECODERS))
     dec["compression"] = _number(source, "decoder.compression", dec["compression"])
     if not isinstance(dec["settings"], dict):
         _fail(source, "decoder.settings", "must be a table of the decoder's settings")
-    return cfg
 
 
 def _init_paths(source: str, v: Any) -> list[str]:
@@ -319,8 +347,10 @@ def resolve(
 
     `check_init=False` leaves the `init` file unread (a resumed run has its own copy).
     """
+    from evo import build
+
     cfg = copy.deepcopy(cfg)
-    obj = data_objective(cfg)
+    obj = build.data_objective(cfg)
     lay = cfg["layout"]
     shape, n_out = list(obj.input_shape), int(obj.n_outputs)
     for key, want in (("input", shape), ("output", n_out)):
@@ -341,74 +371,14 @@ def resolve(
                 f"{most}, got {size}",
             )
     try:
-        decoder = build_decoder(cfg)
+        decoder = build.build_decoder(cfg)
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
     if cfg["init"] and check_init:
         cfg["init"] = [str(Path(p).expanduser().resolve()) for p in cfg["init"]]
-        load_init(cfg, source)
+        build.load_init(cfg, source)
     return cfg
-
-
-INIT = "init"
-
-
-def init_copy(run_dir: Path, i: int) -> Path:
-    """Where a run directory keeps its copy of the i-th genome of `init`."""
-    return run_dir / INIT / f"{i:03d}.genome"
-
-
-def kept_init(run_dir: Path, i: int) -> Path | None:
-    """The run's own copy of the i-th genome of `init`, if it has one.
-
-    Runs made before `init` could list several genomes kept their one copy as
-    `init.genome`; they still resume from it.
-    """
-    kept = init_copy(run_dir, i)
-    if kept.is_file():
-        return kept
-    legacy = run_dir / "init.genome"
-    return legacy if i == 0 and legacy.is_file() else None
-
-
-def load_init(
-    cfg: dict[str, Any], source: str = "config", run_dir: Path | None = None
-) -> torch.Tensor | None:
-    """The genomes [K, D] a run starts from (`init`), or None for a random start.
-
-    Each file must hold a genome of the run's decoder, settings and layout. A
-    distribution-based searcher takes the one genome as its first center, the
-    gradient optimiser as its first genome; the GA starts from a population of
-    copies (of the K genomes in turn) that its mutations spread out. A run
-    directory keeps its own copies (`init/000.genome`, ...), which are read in
-    preference to the originals.
-    """
-    if not cfg["init"]:
-        return None
-    from genome.files import GenomeFileError, load_genome
-
-    decoder = build_decoder(cfg)
-    ours = (decoder.name, decoder.settings, decoder.layout.describe())
-    genomes = []
-    for i, original in enumerate(cfg["init"]):
-        kept = None if run_dir is None else kept_init(run_dir, i)
-        path = original if kept is None else kept
-        try:
-            gf = load_genome(path)
-        except GenomeFileError as e:
-            raise ConfigError(f"{source}: init: {e}") from None
-        theirs = (gf.decoder.name, gf.decoder.settings, gf.layout.describe())
-        if theirs != ours:
-            _fail(
-                source,
-                "init",
-                f"{path} holds a {theirs[0]} genome with settings {theirs[1]} on layout "
-                f"{theirs[2]}; this run needs {ours[0]} with settings {ours[1]} on layout "
-                f"{ours[2]}",
-            )
-        genomes.append(gf.genome)
-    return torch.stack(genomes)
 
 
 def load(path: str | Path, *, check_init: bool = True) -> dict[str, Any]:
@@ -448,94 +418,6 @@ def dumps(cfg: dict[str, Any]) -> str:
     return tomli_w.dumps(clean(cfg))
 
 
-def task_name(cfg: dict[str, Any]) -> str:
+def data_objective_name(cfg: dict[str, Any]) -> str:
+    """The objective that reads data (faces or digits): it fixes the layout and names the run."""
     return next(o for o in cfg["task"]["objectives"] if OBJECTIVES[o].has_data)
-
-
-def run_name(cfg: dict[str, Any], time: str) -> str:
-    return f"{task_name(cfg)}__{cfg['decoder']['name']}__s{cfg['seed']}__{time}"
-
-
-# --- from a resolved config to the objects of a run ---------------------------------
-def _objective(cfg: dict[str, Any], name: str) -> Objective:
-    opts = {
-        "batch_size": cfg["batch_size"],
-        "device": cfg["device"],
-        "dataset": cfg["task"]["dataset"],
-    }
-    # The augmentation belongs to the training data, so to the objective that reads it.
-    if OBJECTIVES[name].has_data:
-        opts["augment"] = cfg["task"].get("augment", "none")
-    return make_objective(name, **opts)
-
-
-def make_objectives(cfg: dict[str, Any]) -> list[Objective]:
-    return [_objective(cfg, name) for name in cfg["task"]["objectives"]]
-
-
-def data_objective(cfg: dict[str, Any]) -> Objective:
-    return _objective(cfg, task_name(cfg))
-
-
-def build_layout(cfg: dict[str, Any]) -> Layout:
-    lay = cfg["layout"]
-    return Layout.build(lay["input"], lay["hidden"], lay["output"])
-
-
-def build_decoder(cfg: dict[str, Any]) -> Decoder:
-    dec = cfg["decoder"]
-    layout = build_layout(cfg)
-    if dec["compression"] > 0:
-        return decoder_class(dec["name"]).for_compression(
-            layout, dec["compression"], **dec["settings"]
-        )
-    return make_decoder(dec["name"], layout, **dec["settings"])
-
-
-def ray_workers(cfg: dict[str, Any]) -> int | str:
-    """Ray actors of a run: `workers`, or every CPU of the cluster when only `address` is set.
-
-    The gradient optimiser evaluates one genome and always runs in-process.
-    """
-    if cfg["algorithm"]["name"] == "gradient":
-        return 0
-    return cfg["workers"] or ("max" if cfg["address"] else 0)
-
-
-def build_problem(cfg: dict[str, Any], run_dir: Path | None = None) -> GenomeProblem:
-    """The problem of a resolved config (connect Ray first when `ray_workers(cfg)`)."""
-    workers = ray_workers(cfg)
-    return GenomeProblem(
-        build_decoder(cfg),
-        make_objectives(cfg),
-        weights=cfg["task"]["weights"],
-        mode=cfg["task"]["mode"],
-        seed=cfg["seed"],
-        device=cfg["device"],
-        workers=workers,
-        init=load_init(cfg, run_dir=run_dir),
-        batch_schedule=batch_schedule(cfg),
-    )
-
-
-def build_archive(cfg: dict[str, Any], problem: GenomeProblem) -> ParetoArchive | None:
-    """The run's Pareto archive (None: the config keeps none)."""
-    arc = cfg["archive"]
-    if not arc["batch_size"]:
-        return None
-    size = arc["size"] or cfg["algorithm"]["population_size"]
-    return ParetoArchive(
-        problem,
-        batch_size=arc["batch_size"],
-        size=max(size, 2),
-        every=arc["every"],
-        feed=arc["feed"],
-    )
-
-
-def batch_schedule(cfg: dict[str, Any]) -> tuple[int, int, int] | None:
-    """(first, final, ramp) of a config whose batch grows, else None (a constant batch)."""
-    final = cfg["final_batch_size"]
-    if final is None or final == cfg["batch_size"]:
-        return None
-    return cfg["batch_size"], final, cfg["batch_ramp"] or cfg["generations"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evo.run import resume_run
+from evo.driver import resume_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "checkpoints"
 

@@ -18,11 +18,11 @@ import torch
 from conftest import TINY, changed
 from typer.testing import CliRunner
 
-from evo import config as C
+from evo import config
 from evo.checkpoint import read_state
 from evo.cli import app
+from evo.driver import new_run
 from evo.problem import keep_ray_local
-from evo.run import new_run
 
 # Let the driver join without a token (this cluster only).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -70,10 +70,10 @@ def _best(run_dir):
 def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
     raw = copy.deepcopy(RAY_RUN)
     raw["algorithm"]["name"] = algorithm
-    cfg = C.resolve(C.validate(raw))
+    cfg = config.resolve(config.validate(raw))
     serial = new_run(cfg, tmp_path / "serial", progress=False)
     path = tmp_path / "cfg.toml"
-    path.write_text(C.dumps(cfg))
+    path.write_text(config.dumps(cfg))
     out = CliRunner().invoke(
         app,
         [
@@ -90,7 +90,7 @@ def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
     )
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "ray").iterdir()
-    assert C.load(run_dir / "config.toml")["address"] == cluster.address
+    assert config.load(run_dir / "config.toml")["address"] == cluster.address
     best = _best(run_dir)
     assert best["score"] == serial.best_fitness
     assert torch.equal(best["genome"], serial.best_genome)
