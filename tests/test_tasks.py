@@ -20,7 +20,8 @@ from tasks import (
     minibatch,
     normalize_images,
 )
-from tasks.digits import MAX_SHIFT, MNIST_HINT, shift_images, stratified_split
+from tasks.digits import MNIST_HINT, stratified_split
+from tasks.images import MAX_SHIFT, shift_images
 from tasks.natural import natural_patches, textures
 
 

@@ -2,7 +2,7 @@
 
 A minibatch of the digits (or MNIST) training set (`dataset`), optionally
 augmented (`augment = "shift"`: random translations of up to 2 pixels,
-`tasks.shift_images`); accuracy; test loss and accuracy on the test split,
+`tasks.images.shift_images`); accuracy; test loss and accuracy on the test split,
 never augmented.
 """
 
