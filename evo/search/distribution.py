@@ -4,7 +4,7 @@ SNES (Schaul, Glasmachers and Schmidhuber, GECCO 2011), XNES (Glasmachers et
 al., GECCO 2010), PGPE (Sehnke et al., Neural Networks 2010, with ClipUp by
 Toklu et al., PPSN 2020), CEM (Rubinstein, 1999) and CMA-ES (Hansen, 2016), as
 EvoTorch implements them. `stdev_init` is in units of the decoder's per-gene
-initial std (`decoder.spec().std()`): per gene for SNES, XNES, PGPE and CEM,
+initial std (`decoder.blocks().std()`): per gene for SNES, XNES, PGPE and CEM,
 its mean for CMA-ES, which takes a scalar.
 """
 
@@ -31,7 +31,7 @@ class Distribution(Algorithm):
     def build_searcher(self, problem: GenomeProblem, settings: dict[str, Any]) -> Any:
         settings = dict(settings)
         population_size = int(settings.pop("population_size"))
-        std = problem.decoder.spec().std().to(problem.device)
+        std = problem.decoder.blocks().std().to(problem.device)
         scale = float(settings.pop("stdev_init"))
         stdev = scale * float(std.mean()) if self.scalar_stdev else scale * std
         return self.cls(problem, popsize=population_size, stdev_init=stdev, **settings)

@@ -98,7 +98,7 @@ class Genetic(Algorithm):
         settings = dict(settings)
         check_ga(settings)
         population_size = int(settings.pop("population_size"))
-        std = problem.decoder.spec().std().to(problem.device)
+        std = problem.decoder.blocks().std().to(problem.device)
         operators = [
             eo.SimulatedBinaryCrossOver(
                 problem,
