@@ -235,7 +235,7 @@ def _algorithm(raw: Any, source: str) -> dict[str, Any]:
     _check_keys(source, "algorithm", {**settings, "name": name}, ["name", *entry.valid_keys()])
     settings = {**entry.defaults, **settings}
     for k, v in settings.items():
-        kind = entry.param_kind(k)
+        kind = entry.setting_kind(k)
         if kind == "bool" and not isinstance(v, bool):
             _fail(source, f"algorithm.{k}", f"must be true or false, got {v!r}")
         if kind == "number":

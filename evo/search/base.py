@@ -82,9 +82,9 @@ class Algorithm:
             keys |= {k for k in params if k not in RESERVED}
         return sorted(keys)
 
-    def param_kind(self, key: str) -> str:
+    def setting_kind(self, key: str) -> str:
         """ "bool", "number", "str" or "any": what a setting's value must be."""
-        default = self.param_default(key)
+        default = self.setting_default(key)
         if isinstance(default, bool):
             return "bool"
         if isinstance(default, int | float):
@@ -99,7 +99,7 @@ class Algorithm:
             return "number"
         return "any"
 
-    def param_default(self, key: str) -> Any:
+    def setting_default(self, key: str) -> Any:
         """The default a setting takes when not given (None: EvoTorch's own)."""
         if key in self.defaults:
             return self.defaults[key]
