@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from evo.config import ConfigError, data_objective_name
-from evo.objectives import OBJECTIVES, Objective, make_objective
+from evo.objectives import Objective, make_objective
 from evo.problem import GenomeProblem
 from evo.rundir import kept_init
 from evo.search import Engine, algorithm
@@ -23,15 +23,8 @@ from genome.layout import Layout
 
 
 def _objective(cfg: dict[str, Any], name: str) -> Objective:
-    opts = {
-        "batch_size": cfg["batch_size"],
-        "device": cfg["device"],
-        "dataset": cfg["task"]["dataset"],
-    }
-    # The augmentation belongs to the training data, so to the objective that reads it.
-    if OBJECTIVES[name].has_data:
-        opts["augment"] = cfg["task"].get("augment", "none")
-    return make_objective(name, **opts)
+    settings = {"batch_size": cfg["batch_size"], "device": cfg["device"]}
+    return make_objective(name, **settings, **cfg["objectives"][name])
 
 
 def make_objectives(cfg: dict[str, Any]) -> list[Objective]:

@@ -13,14 +13,16 @@ Layout of a config (every key but ``task.objectives`` has a default)::
                              # layout to start from, or (GA) a list of them (see
                              # `load_init`; relative to the working directory)
 
-    [task]
-    objectives = ["faces", "wiring"]   # evo.objectives.OBJECTIVES
+    [task]                             # what the population is selected on
+    objectives = ["digits", "wiring"]  # evo.objectives.OBJECTIVES
     weights = [1.0, 0.01]              # weighted sum; in Pareto mode, picks best.genome
     mode = "weighted"                  # or "pareto" (algorithm "ga" only)
-    dataset = "digits"                 # for the digits objective: digits | mnist
-    augment = "none"                   # training batches; digits also: "shift" (+-2 px)
 
-    [layout]                           # input and output come from the task
+    [objectives.digits]                # each objective's own settings (evo/objectives/)
+    dataset = "digits"                 # digits | mnist
+    augment = "none"                   # training batches: none | shift (+-2 px); faces: none
+
+    [layout]                           # input and output come from the data objective
     hidden = [64]
 
     [decoder]
@@ -37,6 +39,9 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     every = 10                         # generations between offers of the population's front
     size = 0                           # most members kept; 0 = algorithm.population_size
     feed = 0                           # up to this many members back into the population per offer
+
+`task.dataset` and `task.augment`, where older configs set the data
+objective's settings, are still read into its table.
 
 Every error names the file, the field, and the valid values or keys; each
 section has its validator, and what differs between searchers is checked by
@@ -87,8 +92,9 @@ SECTIONS = {
         "objectives": None,
         "weights": None,
         "mode": None,
-        "dataset": "digits",
-        "augment": "none",
+        # The old place of the data objective's settings (now [objectives.NAME]).
+        "dataset": None,
+        "augment": None,
     },
     "layout": {"hidden": [64], "input": None, "output": None},
     "decoder": {"name": "gnet", "compression": 0.0, "settings": {}},
@@ -133,7 +139,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """A config with every default filled in; raises ConfigError naming the fault."""
     if not isinstance(raw, dict):
         _fail(source, "top level", "must be a table")
-    _check_keys(source, "", raw, [*TOP, *SECTIONS, "algorithm"])
+    _check_keys(source, "", raw, [*TOP, *SECTIONS, "algorithm", "objectives"])
     cfg = _top(raw, source)
     for name, defaults in SECTIONS.items():
         sec = raw.get(name, {})
@@ -142,6 +148,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> dict[str, Any]:
         _check_keys(source, name, sec, list(defaults))
         cfg[name] = {**copy.deepcopy(defaults), **copy.deepcopy(sec)}
     _task(cfg["task"], source)
+    cfg["objectives"] = _objectives(cfg["task"], raw.get("objectives", {}), source)
     cfg["algorithm"] = _algorithm(raw.get("algorithm", {}), source)
     _mode(cfg, source)
     _init_count(cfg, source)
@@ -194,7 +201,7 @@ def _top(raw: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def _task(task: dict[str, Any], source: str) -> None:
-    """[task]: the objectives, their weights, and the data objective's settings."""
+    """[task]: the objectives and their weights."""
     objs = task["objectives"]
     if not isinstance(objs, list) or not objs:
         _fail(
@@ -221,8 +228,57 @@ def _task(task: dict[str, Any], source: str) -> None:
             f"must be a list of {len(objs)} numbers (one per objective), got {w!r}",
         )
     task["weights"] = [_number(source, f"task.weights[{i}]", x) for i, x in enumerate(w)]
-    task["dataset"] = _choice(source, "task.dataset", task["dataset"], list(DATASETS))
-    task["augment"] = _choice(source, "task.augment", task["augment"], OBJECTIVES[data[0]].augments)
+
+
+def _objectives(task: dict[str, Any], tables: Any, source: str) -> dict[str, dict[str, Any]]:
+    """[objectives.NAME]: each listed objective's settings, checked by its class.
+
+    `task.dataset` and `task.augment` (their old place) fill in the data
+    objective's; `dataset` is dropped where that objective has none (faces).
+    """
+    if not isinstance(tables, dict):
+        _fail(source, "objectives", "must hold one table per objective, e.g. [objectives.digits]")
+    for name, table in tables.items():
+        if name not in task["objectives"]:
+            _fail(
+                source,
+                f"objectives.{name}",
+                f"sets an objective the run does not use; task.objectives: "
+                f"{', '.join(task['objectives'])}",
+            )
+        if not isinstance(table, dict):
+            _fail(source, f"objectives.{name}", "must be a table of the objective's settings")
+    data = next(o for o in task["objectives"] if OBJECTIVES[o].has_data)
+    legacy = {}
+    dataset, augment = task.pop("dataset"), task.pop("augment")
+    if dataset is not None:
+        _choice(source, "task.dataset", dataset, list(DATASETS))
+        if "dataset" in OBJECTIVES[data].setting_defaults():
+            legacy["dataset"] = dataset
+    if augment is not None:
+        legacy["augment"] = _choice(source, "task.augment", augment, OBJECTIVES[data].augments)
+    out = {}
+    for name in task["objectives"]:
+        cls = OBJECTIVES[name]
+        given = copy.deepcopy(tables.get(name, {}))
+        _check_keys(source, f"objectives.{name}", given, list(cls.setting_defaults()))
+        if name == data:
+            for k, v in legacy.items():
+                if given.get(k, v) != v:
+                    _fail(
+                        source,
+                        f"task.{k}",
+                        f"{v!r}, but objectives.{name}.{k} says {given[k]!r}; give it once, "
+                        f"in [objectives.{name}]",
+                    )
+            given = {**legacy, **given}
+        settings = {**cls.setting_defaults(), **given}
+        try:
+            cls.check_settings(settings)
+        except ValueError as e:
+            raise ConfigError(f"{source}: objectives.{name}.{e}") from None
+        out[name] = settings
+    return out
 
 
 def _algorithm(raw: Any, source: str) -> dict[str, Any]:

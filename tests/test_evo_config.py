@@ -132,7 +132,7 @@ def test_augment_reaches_the_data_objective_only():
         config.validate(_with(task__objectives=["digits", "wiring"], task__augment="shift"))
     )
     assert [o.augment for o in build.make_objectives(cfg)] == ["shift", "none"]
-    assert config.resolve(config.validate(BASE))["task"]["augment"] == "none"
+    assert config.resolve(config.validate(BASE))["objectives"]["digits"]["augment"] == "none"
 
 
 def test_decoder_setting_errors_come_from_the_decoder():
@@ -210,3 +210,41 @@ def test_cli_reports_config_errors(tmp_path):
     assert "bad.toml: algorithm: unknown key(s) ['sigma']; valid keys:" in res.output
     res = CliRunner().invoke(app, ["evolve", str(tmp_path / "none.toml")])
     assert res.exit_code == 2 and "no such config file" in res.output
+
+
+def test_each_objective_has_its_own_settings_table():
+    raw = _with(task__objectives=["digits", "wiring"], objectives={"digits": {"augment": "shift"}})
+    cfg = config.resolve(config.validate(raw))
+    assert cfg["objectives"] == {"digits": {"dataset": "digits", "augment": "shift"}, "wiring": {}}
+    assert [o.augment for o in build.make_objectives(cfg)] == ["shift", "none"]
+    # The old place, [task], reads into the same table.
+    old = config.resolve(config.validate(_with(task__augment="shift")))
+    assert old["objectives"]["digits"]["augment"] == "shift" and "augment" not in old["task"]
+    assert config.validate(tomllib.loads(config.dumps(cfg)))["objectives"] == cfg["objectives"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (
+            _with(objectives={"digits": {"dataset": "cifar"}}),
+            r"objectives.digits.dataset: 'cifar' is not valid; valid values: digits, mnist",
+        ),
+        (
+            _with(objectives={"faces": {"augment": "none"}}),
+            r"objectives.faces: sets an objective the run does not use; task.objectives: digits",
+        ),
+        (
+            _with(objectives={"digits": {"shots": 5}}),
+            r"objectives.digits: unknown key\(s\) \['shots'\]; valid keys: augment, dataset",
+        ),
+        (
+            _with(task__dataset="mnist", objectives={"digits": {"dataset": "digits"}}),
+            r"task.dataset: 'mnist', but objectives.digits.dataset says 'digits'; give it once",
+        ),
+        (_with(objectives=3), r"objectives: must hold one table per objective"),
+    ],
+)
+def test_objective_settings_errors_name_the_table(raw, pattern):
+    with pytest.raises(config.ConfigError, match=pattern):
+        config.validate(raw, "test")

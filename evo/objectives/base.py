@@ -77,6 +77,20 @@ class Objective(ABC):
         self.dataset = dataset
         self.augment = augment
 
+    @classmethod
+    def setting_defaults(cls) -> dict[str, Any]:
+        """The objective's own settings (config table [objectives.NAME]) and their defaults."""
+        return {"augment": "none"} if cls.has_data else {}
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """Raise ValueError("KEY: ...") for a setting that is out of range."""
+        augment = settings.get("augment", "none")
+        if augment not in cls.augments:
+            raise ValueError(
+                f"augment: {augment!r} is not valid; valid values: {', '.join(cls.augments)}"
+            )
+
     @property
     def input_shape(self) -> tuple[int, int] | None:
         return None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from evo.objectives.base import Objective
 from genome.phenotype import Phenotype
-from tasks import AUGMENTS
+from tasks import AUGMENTS, DATASETS
 
 
 class Digits(Objective):
@@ -23,6 +23,19 @@ class Digits(Objective):
     metrics = ("acc",)
     test_metrics = ("loss", "acc")
     augments = AUGMENTS
+
+    @classmethod
+    def setting_defaults(cls) -> dict[str, Any]:
+        return {"dataset": "digits", **super().setting_defaults()}
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        dataset = settings.get("dataset", "digits")
+        if dataset not in DATASETS:
+            raise ValueError(
+                f"dataset: {dataset!r} is not valid; valid values: {', '.join(DATASETS)}"
+            )
+        super().check_settings(settings)
 
     def _set(self) -> Any:
         if getattr(self, "_data_set", None) is None:
