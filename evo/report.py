@@ -35,7 +35,7 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
     return cols
 
 
-def _objectives(run_dir: Path, metrics: dict[str, list[float]]) -> list[str]:
+def run_objectives(run_dir: Path, metrics: dict[str, list[float]]) -> list[str]:
     """The run's objectives: from its config, else the registry's that metrics.csv has."""
     path = run_dir / "config.toml"
     if path.is_file():
@@ -64,7 +64,7 @@ def plot_run(run_dir: str | Path, objectives: Sequence[str] | None = None) -> Pa
     run_dir = Path(run_dir)
     m = read_metrics(run_dir)
     gen = m.get("generation", [])
-    objectives = [o for o in (objectives or _objectives(run_dir, m)) if f"{o}_best" in m]
+    objectives = [o for o in (objectives or run_objectives(run_dir, m)) if f"{o}_best" in m]
     tests = [k for k in m if k.startswith("test_")]
     panels = 1 + len(objectives) + (1 if tests else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)

@@ -260,3 +260,16 @@ def test_demo_evolves_and_reports_real_faces(tmp_path):
     load_genome(best[1])  # a valid genome file
     scores = re.search(r"on real LFW faces .*: accuracy ([\d.]+), ROC-AUC ([\d.]+)", out.output)
     assert scores and 0 <= float(scores[1]) <= 1 and 0 <= float(scores[2]) <= 1
+
+
+def test_the_plot_finds_an_objective_whose_name_has_an_underscore(tmp_path):
+    from evo.report import plot_run, read_metrics, run_objectives
+
+    header = "generation,fitness_best,fitness_mean,best_so_far,few_shot_best,few_shot_mean"
+    header += ",few_shot_acc_best,few_shot_acc_mean"
+    (tmp_path / "metrics.csv").write_text(header + "\n0,1.0,1.5,1.0,1.0,1.5,0.5,0.4\n")
+    (tmp_path / "config.toml").write_text('[task]\nobjectives = ["few_shot"]\n')
+    assert run_objectives(tmp_path, read_metrics(tmp_path)) == ["few_shot"]
+    (tmp_path / "config.toml").unlink()  # without a config: the registry's names only
+    assert run_objectives(tmp_path, read_metrics(tmp_path)) == []
+    assert plot_run(tmp_path, ["few_shot"]).is_file()
