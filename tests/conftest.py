@@ -1,11 +1,13 @@
-"""Shared test configs: the tiny run every evo test starts from, changed by path."""
+"""Shared test configs: the tiny run every evo test starts from, changed by path.
+
+Test modules import them (`from conftest import TINY, changed`): they are used
+at collection time, in parametrize lists, where fixtures cannot be.
+"""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
-
-import pytest
 
 # A run of seconds: digits through a 16-unit hidden layer, a population of 8.
 TINY: dict[str, Any] = {
@@ -31,9 +33,3 @@ def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
             d = d.setdefault(k, {})
         d[last] = value
     return raw
-
-
-@pytest.fixture
-def tiny() -> dict[str, Any]:
-    """A fresh copy of the tiny run config (raw, before validation)."""
-    return copy.deepcopy(TINY)

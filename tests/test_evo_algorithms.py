@@ -32,7 +32,7 @@ def ga(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("hyper", "message"),
+    ("settings", "message"),
     [
         (
             ga(mutation_probability=1.5),
@@ -44,9 +44,9 @@ def ga(**changes: Any) -> dict[str, Any]:
         (ga(re_evaluate="no"), "algorithm.re_evaluate: must be true or false, got 'no'"),
     ],
 )
-def test_ga_settings_out_of_range_name_the_field(hyper, message):
+def test_ga_settings_out_of_range_name_the_field(settings, message):
     with pytest.raises(ValueError) as err:
-        check_ga(hyper)
+        check_ga(settings)
     assert str(err.value) == message
 
 

@@ -1,12 +1,11 @@
 """The genetic algorithm with NSGA-II ranking: the searcher that keeps a Pareto front.
 
 EvoTorch's GeneticAlgorithm (simulated binary crossover, Gaussian mutation)
-with NSGA-II's survival made exact (Deb, Pratap, Agarwal and Meyarivan, IEEE
-TEC 2002): EvoTorch 0.6.1 orders the genomes within each front by a
-permutation that is not their crowding distance (`_compute_pareto_ranks`
-stores the argsort of the distances as if it were each genome's rank), so the
-truncated front kept arbitrary genomes and could lose its ends. Here each
-front is ordered by crowding distance, largest first, ends always first.
+with NSGA-II's survival (Deb, Pratap, Agarwal and Meyarivan, IEEE TEC 2002):
+parents and children are ranked into fronts, and each front is ordered by
+crowding distance, largest first, its ends always first (`best_first`).
+EvoTorch 0.6.1's own ordering within a front is not the crowding distance
+(`_compute_pareto_ranks` stores an argsort as if it were a rank), hence `NSGA2`.
 
 `mutation_stdev` is in units of the mean of the decoder's per-gene initial std.
 `re_evaluate` (default true) re-scores the parents on every generation's fresh
