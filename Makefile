@@ -1,4 +1,5 @@
-# Two entry points: `make demo` (a short evolution run) and `make test`.
+# Two entry points: `make demo` (a short evolution run) and `make test` (`make test-fast`
+# skips the slow Ray-cluster and kill-and-resume checks).
 # Each creates .venv on first use; torch is installed first, pinned (TORCH=...),
 # so that the project's `torch>=2.2` is already satisfied and pip resolves no
 # other torch build. For a CPU-only build from PyPI's CUDA default, install
@@ -8,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Without the Ray-cluster and kill-and-resume checks (marked slow); CI runs `make test`.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

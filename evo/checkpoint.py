@@ -10,7 +10,11 @@ whole, except for the problem it points to: that is stored as a reference
 (`persistent_id`) and replaced by the resumed run's freshly built problem,
 so Ray actor handles and data sets never enter the file. Randomness needs no
 saved state beyond this: every generation re-seeds its generators from
-(seed, generation) (evo/algorithms.py).
+(seed, generation) (evo/search/engine.py).
+
+Classes are pickled by their module path. Engines that have moved since a
+checkpoint was written are found at their new home through `MOVED`, so runs
+checkpointed before a move still resume.
 
 Checkpoints are pickles: load only those your own runs wrote. Genome files,
 which are meant to be shared, are safetensors (genome/files.py).
@@ -31,6 +35,13 @@ CHECKPOINT = "checkpoint.pt"
 FORMAT = 1
 _PROBLEM = "problem"
 
+# (old module, class) -> new module, for classes that checkpoints name and that moved.
+MOVED = {
+    ("evo.algorithms", "EvoEngine"): "evo.search.engine",
+    ("evo.algorithms", "NSGA2"): "evo.search.nsga2",
+    ("evo.gradient", "GradientEngine"): "evo.search.gradient",
+}
+
 
 class _Pickler(pickle.Pickler):
     def __init__(self, file: io.BytesIO, problem: Any):
@@ -50,6 +61,9 @@ class _Unpickler(pickle.Unpickler):
         if pid != _PROBLEM:
             raise pickle.UnpicklingError(f"unknown reference {pid!r} in checkpoint")
         return self._problem
+
+    def find_class(self, module: str, name: str) -> Any:
+        return super().find_class(MOVED.get((module, name), module), name)
 
 
 def save_checkpoint(run_dir: Path, engine: Any, problem: Any, state: dict[str, Any]) -> Path:

@@ -21,14 +21,15 @@ they come back from the actors with the fitness. A non-finite objective value
 scores `WORST` and is counted, never raised.
 
 Ray settings live here: `workers` actors (0: evaluate in-process) on the local
-machine or on the cluster at `address` (`connect_ray`).
+machine or on the cluster at `address` (`connect_ray`, evo/cluster.py). The
+packed evals a population gets are read by name through `eval_columns`
+(evo/evals.py).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -36,6 +37,8 @@ from typing import Any
 import torch
 from evotorch import Problem, SolutionBatch
 
+from evo.cluster import connect_ray, keep_ray_local
+from evo.evals import EvalColumns
 from evo.objectives import Objective
 from genome.decoders.base import Decoder
 from genome.phenotype import Phenotype
@@ -54,42 +57,6 @@ EVAL_CHUNK = 16
 
 # Streams of randomness derived from the run's seed, so that none overlaps another.
 STREAM_INIT, STREAM_DATA, STREAM_SEARCH, STREAM_ARCHIVE = 1, 2, 3, 4
-
-
-def keep_ray_local() -> None:
-    """Make the Ray started next in this process (and its workers) use 127.0.0.1 only.
-
-    Ray advertises the machine's interface address unless clusters are
-    disabled. The environment variable covers the processes Ray starts; the
-    constant covers this one, where Ray read the variable when it was first
-    imported (EvoTorch imports it). Not for joining a cluster by address.
-    """
-    from ray._private import ray_constants
-
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-
-
-def connect_ray(address: str, workers: int | str) -> bool:
-    """Start local Ray or join the cluster at `address`; True if this call started it.
-
-    Locally, traffic stays on 127.0.0.1 and the dashboard is off. Joining a
-    cluster leaves its network settings alone.
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        keep_ray_local()
-        cpus = os.cpu_count() or 1
-        if isinstance(workers, int):
-            cpus = max(cpus, workers)
-        # "local": a new Ray of its own, even where another is running on this machine.
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-    return True
 
 
 class GenomeProblem(Problem):
@@ -125,6 +92,12 @@ class GenomeProblem(Problem):
         self.run_seed = int(seed)
         self.generation = 0
         self.columns = self._columns()
+        self.eval_columns = EvalColumns(
+            n_objectives=self.n_objectives,
+            names=tuple(self.columns[:-1]),
+            objectives=tuple(o.name for o in self.objectives),
+            weights=tuple(self.weights),
+        )
         # Main-process record of every batch evaluated since the last `drain()`.
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
@@ -313,7 +286,7 @@ class GenomeProblem(Problem):
             fit = torch.stack(values, dim=1)
         bad |= ~torch.isfinite(fit).all(dim=1)
         fit = torch.where(bad[:, None], torch.full_like(fit, WORST), fit)
-        data = [scores[c].detach().to(self.device, torch.float32) for c in self.columns[:-1]]
+        data = [scores[c].detach().to(self.device, torch.float32) for c in self.eval_columns.names]
         data.append(bad.to(torch.float32))
         return fit, torch.stack(data, dim=1)
 
@@ -350,8 +323,7 @@ class GenomeProblem(Problem):
         """Genomes [N, D] and evals [N, n_objectives + C] evaluated since the last drain."""
         done, self._evaluated = self._evaluated, []
         if not done:
-            d = self.solution_length
-            return torch.empty(0, d), torch.empty(0, self.n_objectives + len(self.columns))
+            return torch.empty(0, self.solution_length), self.eval_columns.empty()
         return torch.cat([v for v, _ in done]).cpu(), torch.cat([e for _, e in done]).cpu()
 
     def start_actors(self) -> None:
@@ -370,3 +342,17 @@ class GenomeProblem(Problem):
         if self.actors:
             self.kill_actors()
             self._actors = None
+
+
+__all__ = [
+    "EVAL_CHUNK",
+    "MODES",
+    "STREAM_ARCHIVE",
+    "STREAM_DATA",
+    "STREAM_INIT",
+    "STREAM_SEARCH",
+    "WORST",
+    "GenomeProblem",
+    "connect_ray",
+    "keep_ray_local",
+]

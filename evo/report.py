@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,27 @@ def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
     return cols
 
 
-def plot_run(run_dir: str | Path) -> Path:
-    """Draw run_dir/fitness.png from metrics.csv and return its path."""
+def run_objectives(run_dir: Path, metrics: dict[str, list[float]]) -> list[str]:
+    """The run's objectives: from its config, else the registry's that metrics.csv has."""
+    path = run_dir / "config.toml"
+    if path.is_file():
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+
+        names = tomllib.loads(path.read_text()).get("task", {}).get("objectives")
+        if isinstance(names, list):
+            return [str(n) for n in names]
+    from evo.objectives import OBJECTIVES
+
+    return [o for o in OBJECTIVES if f"{o}_best" in metrics]
+
+
+def plot_run(run_dir: str | Path, objectives: Sequence[str] | None = None) -> Path:
+    """Draw run_dir/fitness.png from metrics.csv and return its path.
+
+    `objectives` names the panels (None: the run's own, from its config)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -43,8 +64,7 @@ def plot_run(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     m = read_metrics(run_dir)
     gen = m.get("generation", [])
-    objectives = [k[: -len("_best")] for k in m if k.endswith("_best") and "_" not in k[:-5]]
-    objectives = [o for o in objectives if o not in ("fitness",)]
+    objectives = [o for o in (objectives or run_objectives(run_dir, m)) if f"{o}_best" in m]
     tests = [k for k in m if k.startswith("test_")]
     panels = 1 + len(objectives) + (1 if tests else 0)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)

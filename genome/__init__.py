@@ -5,11 +5,11 @@ flat genomes [P, D] into a batched `Phenotype`; `wiring` measures and draws
 the grown network; `files` saves and loads genomes as safetensors.
 """
 
+from genome.blocks import Block, GenomeBlocks
 from genome.decoders import DECODERS, Decoder, decoder_class, make_decoder
 from genome.files import GenomeFile, GenomeFileError, load_genome, save_genome
 from genome.layout import CODES, Layout, Sheet
 from genome.phenotype import Phenotype
-from genome.spec import Block, GenomeSpec
 from genome.wiring import distances, wiring_cost
 
 __all__ = [
@@ -17,9 +17,9 @@ __all__ = [
     "DECODERS",
     "Block",
     "Decoder",
+    "GenomeBlocks",
     "GenomeFile",
     "GenomeFileError",
-    "GenomeSpec",
     "Layout",
     "Phenotype",
     "Sheet",

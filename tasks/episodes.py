@@ -30,8 +30,8 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from tasks.images import Device
 from tasks.labelled import DataError
-from tasks.natural import Device
 from tasks.seeds import seeded
 
 STREAM_EPISODES = 7

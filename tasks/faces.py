@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tasks.natural import Device, draws, grid, natural_patches, normal, textures, uniform
+from tasks.images import Device, normalize_images
+from tasks.natural import draws, grid, natural_patches, normal, textures, uniform
 
 # Face coordinates: origin between the eyes, x to the right, y down, unit =
 # half the width of the face at the cheeks. Measured on the mean LFW face:
@@ -110,17 +111,6 @@ _CLUTTER_RANGES = {
     "present": (0.0, 1.0),
     "tone": (0.0, 1.0),
 }
-
-
-def normalize_images(x: Tensor, eps: float = 1e-10) -> Tensor:
-    """Each image [..., H, W] shifted and scaled to zero mean and unit variance.
-
-    An image whose variance is at most `eps` (a constant one) comes out all zeros.
-    """
-    centred = x - x.mean(dim=(-2, -1), keepdim=True)
-    # Two-pass variance: several times faster than Tensor.var on small images.
-    var = (centred * centred).mean(dim=(-2, -1), keepdim=True)
-    return centred * torch.where(var > eps, var.rsqrt(), 0.0)
 
 
 def make_faces(

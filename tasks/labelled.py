@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tasks.faces import normalize_images
-from tasks.natural import Device
+from tasks.images import Device, normalize_images
 
 
 class DataError(ValueError):

@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# Where tensors go: anything torch.device accepts.
-Device = str | torch.device
+from tasks.images import Device
 
 # Loaded from the files bundled in scikit-image (checked on 0.26, offline).
 # None of these shows a face; "horse" is a silhouette, "retina" the back of an eye.

@@ -71,7 +71,7 @@ def test_pair_blocking_changes_nothing(monkeypatch):
 
 def naive_gnet(dec: GNet, genome: torch.Tensor, layout: Layout) -> list[torch.Tensor]:
     """Raw weights from the textbook MLP on concatenated (pre, post) codes, pair by pair."""
-    g = dec.spec(layout).split(genome[None])
+    g = dec.blocks(layout).split(genome[None])
     codes = layout.codes(dec.settings["code"], torch.float64)
     out = []
     for k, (n_out, n_in) in enumerate(layout.layer_shapes()):
@@ -93,7 +93,7 @@ def naive_gnet(dec: GNet, genome: torch.Tensor, layout: Layout) -> list[torch.Te
 def test_gnet_separable_first_layer_equals_naive_mlp(code):
     dec = GNet(LAYOUT, hidden=[5, 4], code=code)
     pop = population(dec, n=3)
-    raw, _ = dec._raw(dec.spec().split(pop), LAYOUT)
+    raw, _ = dec._raw(dec.blocks().split(pop), LAYOUT)
     for i in range(3):
         for k, w in enumerate(naive_gnet(dec, pop[i], LAYOUT)):
             torch.testing.assert_close(raw[k][i], w)
@@ -102,10 +102,10 @@ def test_gnet_separable_first_layer_equals_naive_mlp(code):
 def test_cppn_equals_naive_pairwise_network():
     dec = CPPN(LAYOUT, hidden=[6, 5])
     pop = population(dec, n=2)
-    raw, raw_b = dec._raw(dec.spec().split(pop), LAYOUT)
+    raw, raw_b = dec._raw(dec.blocks().split(pop), LAYOUT)
     pos = LAYOUT.positions(torch.float64)
     for i in range(2):
-        g = {k: v[i] for k, v in dec.spec().split(pop).items()}
+        g = {k: v[i] for k, v in dec.blocks().split(pop).items()}
 
         def net(pre, post, g=g):
             x = torch.cat([pre, post, torch.linalg.norm(pre - post)[None]])
@@ -127,9 +127,9 @@ def test_cppn_equals_naive_pairwise_network():
 def test_connectome_equals_expression_product():
     dec = Connectome(LAYOUT, genes=3)
     pop = population(dec, n=2)
-    raw, _ = dec._raw(dec.spec().split(pop), LAYOUT)
+    raw, _ = dec._raw(dec.blocks().split(pop), LAYOUT)
     codes = LAYOUT.codes("binary", torch.float64)
-    g = dec.spec().split(pop)
+    g = dec.blocks().split(pop)
     for i in range(2):
         x = [
             torch.sigmoid(c @ g[f"s{s}.expr"][i].T + g[f"s{s}.expr0"][i])
@@ -224,7 +224,7 @@ def test_code_bound_decoders_refuse_another_resolution(name):
 def test_born_network_is_well_scaled_whatever_the_genome(name, scale):
     dec = make_decoder(name, LAYOUT)
     pop = population(dec) * scale
-    gains = dec.spec().split(pop)
+    gains = dec.blocks().split(pop)
     phenotype = dec.decode(pop)
     for k, w in enumerate(phenotype.weights):
         assert torch.isfinite(w).all()
@@ -273,7 +273,7 @@ def test_gradients_reach_every_gene_block(name):
     dec = make_decoder(name, LAYOUT)
     genome = population(dec, n=2).requires_grad_(True)
     dec.decode(genome)(torch.randn(4, 30, dtype=torch.float64)).square().sum().backward()
-    grads = dec.spec().split(genome.grad)
+    grads = dec.blocks().split(genome.grad)
     assert all(g.abs().sum() > 0 for g in grads.values()), [
         k for k, g in grads.items() if not g.any()
     ]
@@ -305,7 +305,7 @@ def test_a_unit_with_one_input_keeps_a_live_weight(name):
     w = phenotype.weights[1]  # [P, 2, 1]
     assert (w.abs() > 0).all()
     if name != "direct":
-        gains = make_decoder(name, layout).spec().split(population(make_decoder(name, layout)))
+        gains = make_decoder(name, layout).blocks().split(population(make_decoder(name, layout)))
         expected = math.sqrt(2.0) * layer_gain(gains["l1.gain"])[:, :, None]
         torch.testing.assert_close(w.abs(), expected.expand_as(w), rtol=1e-6, atol=0)
 

@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 import torch
-from run_configs import TINY as BASE
-from run_configs import changed
+from conftest import TINY as BASE
+from conftest import changed
 
-from evo import config as C
-from evo.algorithms import ALGORITHMS, NSGA2, best_first, check_ga
-from evo.run import make_engine, new_run
+from evo import build, config
+from evo.build import make_engine
+from evo.driver import new_run
+from evo.search import ALGORITHMS
+from evo.search.nsga2 import NSGA2, best_first, check_ga
 
 # The shared tiny run, as a Pareto GA on digits and wiring.
 TINY = changed(
@@ -30,7 +32,7 @@ def ga(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("hyper", "message"),
+    ("settings", "message"),
     [
         (
             ga(mutation_probability=1.5),
@@ -42,25 +44,27 @@ def ga(**changes: Any) -> dict[str, Any]:
         (ga(re_evaluate="no"), "algorithm.re_evaluate: must be true or false, got 'no'"),
     ],
 )
-def test_ga_settings_out_of_range_name_the_field(hyper, message):
+def test_ga_settings_out_of_range_name_the_field(settings, message):
     with pytest.raises(ValueError) as err:
-        check_ga(hyper)
+        check_ga(settings)
     assert str(err.value) == message
 
 
 def test_ga_defaults_pass_and_re_evaluate_is_a_config_key():
     check_ga(ga())
-    cfg = C.validate(changed(TINY, algorithm__re_evaluate=False), "test")
+    cfg = config.validate(changed(TINY, algorithm__re_evaluate=False), "test")
     assert cfg["algorithm"]["re_evaluate"] is False
-    with pytest.raises(C.ConfigError, match=r"algorithm\.re_evaluate: must be true or false"):
-        C.validate(changed(TINY, algorithm__re_evaluate="yes"), "test")
+    with pytest.raises(config.ConfigError, match=r"algorithm\.re_evaluate: must be true or false"):
+        config.validate(changed(TINY, algorithm__re_evaluate="yes"), "test")
 
 
 @pytest.mark.parametrize(
     ("re_evaluate", "per_generation"), [(True, [16, 16, 16]), (False, [16, 8, 8])]
 )
 def test_re_evaluate_false_scores_only_the_children(tmp_path, re_evaluate, per_generation):
-    cfg = C.resolve(C.validate(changed(TINY, algorithm__re_evaluate=re_evaluate), "test"), "test")
+    cfg = config.resolve(
+        config.validate(changed(TINY, algorithm__re_evaluate=re_evaluate), "test"), "test"
+    )
     run_dir = new_run(cfg, tmp_path, progress=False).run_dir
     with open(run_dir / "metrics.csv", newline="") as f:
         evaluations = [int(r["evaluations"]) for r in csv.DictReader(f)]
@@ -69,7 +73,7 @@ def test_re_evaluate_false_scores_only_the_children(tmp_path, re_evaluate, per_g
 
 # --- starting from a genome file (`init`) ---------------------------------------
 def _resolved(raw: dict[str, Any]) -> dict[str, Any]:
-    return C.resolve(C.validate(raw, "test"), "test")
+    return config.resolve(config.validate(raw, "test"), "test")
 
 
 @pytest.fixture(scope="module")
@@ -83,30 +87,30 @@ def evolved(tmp_path_factory) -> tuple[Any, Any]:
 
 
 def test_every_searcher_starts_from_the_init_genome(evolved):
-    from evo.algorithms import EvoEngine
-    from evo.gradient import GradientEngine
+    from evo.search.engine import EvoEngine
+    from evo.search.gradient import GradientEngine
     from genome.files import load_genome
 
     path, genome = evolved
     for name in ("snes", "cmaes", "pgpe"):
         cfg = _resolved(changed(BASE, init=str(path), algorithm__name=name))
-        engine = EvoEngine(C.build_problem(cfg), name, {"population_size": 8})
+        engine = EvoEngine(build.build_problem(cfg), name, {"population_size": 8})
         assert torch.equal(engine.center(), genome), name
     cfg = _resolved(changed(TINY, init=str(path)))
-    engine = EvoEngine(C.build_problem(cfg), "ga", {"population_size": 8})
+    engine = EvoEngine(build.build_problem(cfg), "ga", {"population_size": 8})
     values, _ = engine.population()
     assert torch.equal(values, genome.expand(8, -1))  # copies, which mutation spreads out
     # Several genomes seed a GA's population in turn.
     center = load_genome(path.parent / "center.genome").genome
     assert not torch.equal(center, genome)
     cfg = _resolved(changed(TINY, init=[str(path), str(path.parent / "center.genome")]))
-    engine = EvoEngine(C.build_problem(cfg), "ga", {"population_size": 5})
+    engine = EvoEngine(build.build_problem(cfg), "ga", {"population_size": 5})
     values, _ = engine.population()
     assert torch.equal(values, torch.stack([genome, center, genome, center, genome]))
     cfg = _resolved(
         changed(BASE, init=str(path), algorithm={"name": "gradient", "population_size": 1})
     )
-    engine = GradientEngine(C.build_problem(cfg), {})
+    engine = GradientEngine(build.build_problem(cfg), {})
     assert torch.equal(engine.center(), genome)
 
 
@@ -114,11 +118,11 @@ def test_the_problem_refuses_init_genomes_of_the_wrong_shape():
     from evo.problem import GenomeProblem
 
     cfg = _resolved(BASE)
-    decoder = C.build_decoder(cfg)
+    decoder = build.build_decoder(cfg)
     d = decoder.genome_length()
     for bad in (torch.zeros(d + 1), torch.zeros(2, d - 1), torch.zeros(0, d), torch.zeros(())):
         with pytest.raises(ValueError, match=rf"init must be genomes \[K, {d}\]"):
-            GenomeProblem(decoder, C.make_objectives(cfg), init=bad)
+            GenomeProblem(decoder, build.make_objectives(cfg), init=bad)
 
 
 def test_a_run_from_a_genome_records_it_and_is_reproducible(evolved, tmp_path):
@@ -149,28 +153,32 @@ def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
     path, _ = evolved
     for bad in (3, [str(path), 3], [""]):
         with pytest.raises(
-            C.ConfigError, match=r'init: must be a path to a \.genome file, a list of them, or ""'
+            config.ConfigError,
+            match=r'init: must be a path to a \.genome file, a list of them, or ""',
         ):
             _resolved(changed(BASE, init=bad))
     with pytest.raises(
-        C.ConfigError, match=r"test: init: 2 genomes can start only the GA's population; 'snes'"
+        config.ConfigError,
+        match=r"test: init: 2 genomes can start only the GA's population; 'snes'",
     ):
         _resolved(changed(BASE, init=[str(path), str(path)]))
     with pytest.raises(
-        C.ConfigError,
+        config.ConfigError,
         match=r"test: init: 3 genomes for a population of 2; give at most algorithm.population",
     ):
         _resolved(changed(TINY, init=[str(path)] * 3, algorithm__population_size=2))
-    with pytest.raises(C.ConfigError, match=r"test: init: .*missing"):
+    with pytest.raises(config.ConfigError, match=r"test: init: .*missing"):
         _resolved(changed(BASE, init=str(tmp_path / "missing.genome")))
-    with pytest.raises(C.ConfigError, match=r"test: init: .*missing"):
+    with pytest.raises(config.ConfigError, match=r"test: init: .*missing"):
         _resolved(changed(TINY, init=[str(path), str(tmp_path / "missing.genome")]))
     junk = tmp_path / "junk.genome"
     junk.write_bytes(b"not a genome")
-    with pytest.raises(C.ConfigError, match=r"test: init: "):
+    with pytest.raises(config.ConfigError, match=r"test: init: "):
         _resolved(changed(BASE, init=str(junk)))
     wider = changed(BASE, init=str(path), decoder__settings={"hidden": [5, 5]})
-    with pytest.raises(C.ConfigError, match=r"init: .* holds a gnet genome .*this run needs gnet"):
+    with pytest.raises(
+        config.ConfigError, match=r"init: .* holds a gnet genome .*this run needs gnet"
+    ):
         _resolved(wider)
 
 
@@ -181,17 +189,25 @@ def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_pa
     from typer.testing import CliRunner
 
     from evo.cli import app
-    from evo.run import resume_run
+    from evo.driver import resume_run
     from genome.files import load_genome
 
     path, _ = evolved
     source = tmp_path / "source.genome"
     shutil.copy(path, source)
-    config = tmp_path / "snes.toml"
-    config.write_text(C.dumps(_resolved(BASE)))
+    config_path = tmp_path / "snes.toml"
+    config_path.write_text(config.dumps(_resolved(BASE)))
     out = CliRunner().invoke(
         app,
-        ["evolve", str(config), "--init", str(source), "--out", str(tmp_path / "runs"), "--quiet"],
+        [
+            "evolve",
+            str(config_path),
+            "--init",
+            str(source),
+            "--out",
+            str(tmp_path / "runs"),
+            "--quiet",
+        ],
     )
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -210,13 +226,15 @@ def test_cli_init_and_a_resume_that_no_longer_finds_the_original(evolved, tmp_pa
     lineage = load_genome(run_dir / "best.genome").lineage
     assert lineage["init_sha256"] == [hashlib.sha256(path.read_bytes()).hexdigest()]
     # Resuming may not swap the genome a run started from.
-    with pytest.raises(C.ConfigError, match=r"--resume: \['init'\] would change the run's result"):
+    with pytest.raises(
+        config.ConfigError, match=r"--resume: \['init'\] would change the run's result"
+    ):
         resume_run(run_dir, progress=False, init=[str(path)])
     # --init repeated seeds a GA with several genomes, each kept in the run.
-    config.write_text(C.dumps(_resolved(TINY)))
+    config_path.write_text(config.dumps(_resolved(TINY)))
     inits = ["--init", str(path), "--init", str(path.parent / "center.genome")]
     out = CliRunner().invoke(
-        app, ["evolve", str(config), "--out", str(tmp_path / "ga"), "--quiet", *inits]
+        app, ["evolve", str(config_path), "--out", str(tmp_path / "ga"), "--quiet", *inits]
     )
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "ga").iterdir()
@@ -242,7 +260,7 @@ def _with_evals(batch, objectives: torch.Tensor, problem) -> None:
 
 def test_best_first_orders_by_front_then_crowding_ends_first():
     cfg = _resolved(TINY)
-    problem = C.build_problem(cfg)
+    problem = build.build_problem(cfg)
     engine = make_engine(problem, cfg)
     pop = engine.searcher.population
     assert isinstance(engine.searcher, NSGA2) and len(pop) == len(TWO_FRONTS)
@@ -263,7 +281,7 @@ def test_best_first_orders_by_front_then_crowding_ends_first():
 
 def test_the_ga_keeps_the_best_first_of_parents_and_children():
     cfg = _resolved(TINY)
-    engine = make_engine(C.build_problem(cfg), cfg)
+    engine = make_engine(build.build_problem(cfg), cfg)
     searcher = engine.searcher
     extended = []
     make = searcher._make_extended_population

@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 import torch
-from run_configs import TINY, changed
+from conftest import TINY, changed
 
-from evo import config as C
-from evo.algorithms import EvoEngine
-from evo.archive import ParetoArchive
+from evo import build, config
+from evo.build import make_engine
 from evo.checkpoint import read_state
-from evo.outputs import crowding_distance, pareto_front
-from evo.run import make_engine, new_run, resume_run
+from evo.driver import new_run, resume_run
+from evo.search.archive import ParetoArchive
+from evo.search.engine import EvoEngine
+from evo.search.pareto import crowding_distance, pareto_front
 from genome.files import load_genome
 
 PARETO = changed(
@@ -28,7 +29,7 @@ PARETO = changed(
 
 
 def cfg_of(**changes: Any) -> dict[str, Any]:
-    return C.resolve(C.validate(changed(PARETO, **changes), "test"), "test")
+    return config.resolve(config.validate(changed(PARETO, **changes), "test"), "test")
 
 
 def _dominated(points: torch.Tensor) -> list[bool]:
@@ -57,7 +58,7 @@ def _population(problem, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def test_members_are_the_non_dominated_offers_on_the_archive_data(monkeypatch):
     cfg = cfg_of()
-    problem = C.build_problem(cfg)
+    problem = build.build_problem(cfg)
     archive = ParetoArchive(problem, batch_size=300, size=100)
     values, evals = _population(problem, 24, seed=1)
     entered = archive.offer(values[:12], evals[:12], generation=0)
@@ -85,7 +86,7 @@ def test_members_are_the_non_dominated_offers_on_the_archive_data(monkeypatch):
 
 
 def test_a_full_archive_drops_the_most_crowded_and_keeps_the_ends():
-    problem = C.build_problem(cfg_of())
+    problem = build.build_problem(cfg_of())
     archive = ParetoArchive(problem, batch_size=300, size=4)
     d = problem.solution_length
     # Seven points on a front; 1, 2 and 3 are bunched near 0.
@@ -106,7 +107,7 @@ def test_a_full_archive_drops_the_most_crowded_and_keeps_the_ends():
 
 
 def test_only_the_first_front_of_valid_genomes_is_offered():
-    problem = C.build_problem(cfg_of())
+    problem = build.build_problem(cfg_of())
     archive = ParetoArchive(problem, batch_size=300, size=100)
     values, evals = _population(problem, 6, seed=3)
     evals[:, 0] = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
@@ -125,8 +126,8 @@ def test_a_run_writes_its_archive_and_searches_as_without_one(tmp_path):
         cfg_of(generations=5, archive={"batch_size": 0}), tmp_path / "b", progress=False
     )
     assert torch.equal(with_archive.best_genome, without.best_genome)
-    problem = C.build_problem(cfg)
-    archive = C.build_archive(cfg, problem)
+    problem = build.build_problem(cfg)
+    archive = build.build_archive(cfg, problem)
     files = sorted((with_archive.run_dir / "pareto").glob("*.genome"))
     assert files
     genomes = torch.stack([load_genome(p).genome for p in files])
@@ -145,7 +146,7 @@ def test_a_run_writes_its_archive_and_searches_as_without_one(tmp_path):
 
 
 def test_returned_members_are_those_not_in_the_population_most_isolated_first():
-    problem = C.build_problem(cfg_of())
+    problem = build.build_problem(cfg_of())
     archive = ParetoArchive(problem, batch_size=300, size=100, feed=3)
     d = problem.solution_length
     xs = torch.tensor([0.0, 0.1, 0.2, 1.0, 3.0, 5.0, 6.0])
@@ -164,7 +165,7 @@ def test_returned_members_are_those_not_in_the_population_most_isolated_first():
 def test_fed_members_are_scored_with_the_parents_next_step():
     # Which genomes they replace: test_evo_algorithms.py (replace_worst).
     cfg = cfg_of(archive__feed=3)
-    problem = C.build_problem(cfg)
+    problem = build.build_problem(cfg)
     engine = make_engine(problem, cfg)
     engine.step(0)
     fed = torch.full((3, problem.solution_length), 0.01)
@@ -201,7 +202,7 @@ def test_a_resumed_run_keeps_the_archive_of_an_uninterrupted_one(tmp_path, feedi
     )
     whole = new_run(cfg, tmp_path / "whole", progress=False)
     assert (sum(fed) > 0) == bool(feeding)  # the "feeds" case does feed
-    part = new_run(C.override(cfg, generations=3), tmp_path / "part", progress=False)
+    part = new_run(config.override(cfg, generations=3), tmp_path / "part", progress=False)
     resumed = resume_run(part.run_dir, progress=False, generations=6)
 
     def front(run_dir):

@@ -6,20 +6,16 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from run_configs import changed
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
-from evo import config as C
-from evo.algorithms import ALGORITHMS
+from evo import build, config, rundir
 from evo.cli import app
+from evo.search import ALGORITHMS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-BASE = {
-    "task": {"objectives": ["digits"]},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "snes", "population_size": 8},
-}
+# The tiny run with every top-level key left to its default.
+BASE = {k: TINY[k] for k in ("task", "layout", "decoder", "algorithm")}
 
 
 def _with(**changes):
@@ -127,79 +123,83 @@ def _with(**changes):
     ],
 )
 def test_config_errors_name_field_and_valid_values(raw, pattern):
-    with pytest.raises(C.ConfigError, match=pattern):
-        C.resolve(C.validate(raw, "my.toml"), "my.toml")
+    with pytest.raises(config.ConfigError, match=pattern):
+        config.resolve(config.validate(raw, "my.toml"), "my.toml")
 
 
 def test_augment_reaches_the_data_objective_only():
-    cfg = C.resolve(C.validate(_with(task__objectives=["digits", "wiring"], task__augment="shift")))
-    assert [o.augment for o in C.make_objectives(cfg)] == ["shift", "none"]
-    assert C.resolve(C.validate(BASE))["task"]["augment"] == "none"
+    cfg = config.resolve(
+        config.validate(_with(task__objectives=["digits", "wiring"], task__augment="shift"))
+    )
+    assert [o.augment for o in build.make_objectives(cfg)] == ["shift", "none"]
+    assert config.resolve(config.validate(BASE))["objectives"]["digits"]["augment"] == "none"
 
 
 def test_decoder_setting_errors_come_from_the_decoder():
     with pytest.raises(
-        C.ConfigError, match=r"my.toml: decoder: gnet: unknown setting.*valid settings"
+        config.ConfigError, match=r"my.toml: decoder: gnet: unknown setting.*valid settings"
     ):
-        C.resolve(C.validate(_with(decoder__settings={"width": 3}), "my.toml"), "my.toml")
+        config.resolve(config.validate(_with(decoder__settings={"width": 3}), "my.toml"), "my.toml")
 
 
 def test_layout_input_output_come_from_the_task():
-    cfg = C.resolve(C.validate(BASE))
+    cfg = config.resolve(config.validate(BASE))
     assert cfg["layout"]["input"] == [8, 8] and cfg["layout"]["output"] == 10
-    with pytest.raises(C.ConfigError, match=r"layout.output: the task 'digits' needs 10, got 3"):
-        C.resolve(C.validate(_with(layout__output=3)))
+    with pytest.raises(
+        config.ConfigError, match=r"layout.output: the task 'digits' needs 10, got 3"
+    ):
+        config.resolve(config.validate(_with(layout__output=3)))
 
 
 def test_batch_size_beyond_the_training_set_fails_before_the_run():
     with pytest.raises(
-        C.ConfigError,
+        config.ConfigError,
         match=r"batch_size: the 'digits' training set has 1437 examples; valid values: 1 to 1437",
     ):
-        C.resolve(C.validate(_with(batch_size=2000)))
-    assert C.resolve(C.validate(_with(batch_size=1437)))["batch_size"] == 1437
+        config.resolve(config.validate(_with(batch_size=2000)))
+    assert config.resolve(config.validate(_with(batch_size=1437)))["batch_size"] == 1437
     with pytest.raises(
-        C.ConfigError,
+        config.ConfigError,
         match=r"final_batch_size: the 'digits' training set has 1437 examples; valid values: 1 to",
     ):
-        C.resolve(C.validate(_with(final_batch_size=1438)))
+        config.resolve(config.validate(_with(final_batch_size=1438)))
     pareto = _with(
         task__objectives=["digits", "wiring"], algorithm__name="ga", archive__batch_size=1438
     )
     with pytest.raises(
-        C.ConfigError,
+        config.ConfigError,
         match=r"archive.batch_size: the 'digits' training set has 1437 examples; valid values",
     ):
-        C.resolve(C.validate(pareto))
+        config.resolve(config.validate(pareto))
 
 
 def test_compression_target_picks_the_widest_decoder():
-    cfg = C.resolve(C.validate(_with(decoder__compression=20.0)))
-    dec = C.build_decoder(cfg)
+    cfg = config.resolve(config.validate(_with(decoder__compression=20.0)))
+    dec = build.build_decoder(cfg)
     assert dec.compression() >= 20.0
-    assert C.build_decoder(C.resolve(C.validate(cfg))).settings == dec.settings
+    assert build.build_decoder(config.resolve(config.validate(cfg))).settings == dec.settings
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
 def test_shipped_configs_resolve_and_round_trip(name):
-    cfg = C.load(CONFIGS / name)
-    again = C.resolve(C.validate(tomllib.loads(C.dumps(cfg))))
+    cfg = config.load(CONFIGS / name)
+    again = config.resolve(config.validate(tomllib.loads(config.dumps(cfg))))
     assert again == cfg
 
 
 def test_every_algorithm_has_defaults_that_validate():
     for name in ALGORITHMS:
         raw = _with(algorithm={"name": name})
-        cfg = C.validate(raw)
+        cfg = config.validate(raw)
         assert cfg["algorithm"]["name"] == name
 
 
 def test_overrides_and_run_name():
-    cfg = C.override(
-        C.resolve(C.validate(BASE)), generations=7, population=10, seed=3, workers="max"
+    cfg = config.override(
+        config.resolve(config.validate(BASE)), generations=7, population=10, seed=3, workers="max"
     )
     assert (cfg["generations"], cfg["algorithm"]["population_size"], cfg["seed"]) == (7, 10, 3)
-    assert C.run_name(cfg, "T") == "digits__gnet__s3__T"
+    assert rundir.run_name(cfg, "T") == "digits__gnet__s3__T"
 
 
 def test_cli_reports_config_errors(tmp_path):
@@ -210,3 +210,41 @@ def test_cli_reports_config_errors(tmp_path):
     assert "bad.toml: algorithm: unknown key(s) ['sigma']; valid keys:" in res.output
     res = CliRunner().invoke(app, ["evolve", str(tmp_path / "none.toml")])
     assert res.exit_code == 2 and "no such config file" in res.output
+
+
+def test_each_objective_has_its_own_settings_table():
+    raw = _with(task__objectives=["digits", "wiring"], objectives={"digits": {"augment": "shift"}})
+    cfg = config.resolve(config.validate(raw))
+    assert cfg["objectives"] == {"digits": {"dataset": "digits", "augment": "shift"}, "wiring": {}}
+    assert [o.augment for o in build.make_objectives(cfg)] == ["shift", "none"]
+    # The old place, [task], reads into the same table.
+    old = config.resolve(config.validate(_with(task__augment="shift")))
+    assert old["objectives"]["digits"]["augment"] == "shift" and "augment" not in old["task"]
+    assert config.validate(tomllib.loads(config.dumps(cfg)))["objectives"] == cfg["objectives"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (
+            _with(objectives={"digits": {"dataset": "cifar"}}),
+            r"objectives.digits.dataset: 'cifar' is not valid; valid values: digits, mnist",
+        ),
+        (
+            _with(objectives={"faces": {"augment": "none"}}),
+            r"objectives.faces: sets an objective the run does not use; task.objectives: digits",
+        ),
+        (
+            _with(objectives={"digits": {"shots": 5}}),
+            r"objectives.digits: unknown key\(s\) \['shots'\]; valid keys: augment, dataset",
+        ),
+        (
+            _with(task__dataset="mnist", objectives={"digits": {"dataset": "digits"}}),
+            r"task.dataset: 'mnist', but objectives.digits.dataset says 'digits'; give it once",
+        ),
+        (_with(objectives=3), r"objectives: must hold one table per objective"),
+    ],
+)
+def test_objective_settings_errors_name_the_table(raw, pattern):
+    with pytest.raises(config.ConfigError, match=pattern):
+        config.validate(raw, "test")

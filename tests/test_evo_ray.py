@@ -15,29 +15,29 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
-from evo import config as C
+from evo import config
 from evo.checkpoint import read_state
 from evo.cli import app
+from evo.driver import new_run
 from evo.problem import keep_ray_local
-from evo.run import new_run
 
 # Let the driver join without a token (this cluster only).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # 24 genomes on two actors: pieces of 16 and 8, so a piece is padded (evo/problem.py).
-TINY = {
-    "seed": 5,
-    "generations": 3,
-    "batch_size": 64,
-    "eval_every": 3,
-    "checkpoint_every": 3,
-    "task": {"objectives": ["faces"]},
-    "layout": {"hidden": [8]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [16, 16]}},
-    "algorithm": {"name": "snes", "population_size": 24},
-}
+RAY_RUN = changed(
+    TINY,
+    seed=5,
+    eval_every=3,
+    checkpoint_every=3,
+    task__objectives=["faces"],
+    layout__hidden=[8],
+    decoder__settings={"hidden": [16, 16]},
+    algorithm__population_size=24,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +65,15 @@ def _best(run_dir):
 
 # The GA draws from the problem's generator after evaluating, so it also checks that
 # creating the actors draws nothing from a step's random stream.
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["ga"])
 def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
-    raw = copy.deepcopy(TINY)
+    raw = copy.deepcopy(RAY_RUN)
     raw["algorithm"]["name"] = algorithm
-    cfg = C.resolve(C.validate(raw))
+    cfg = config.resolve(config.validate(raw))
     serial = new_run(cfg, tmp_path / "serial", progress=False)
     path = tmp_path / "cfg.toml"
-    path.write_text(C.dumps(cfg))
+    path.write_text(config.dumps(cfg))
     out = CliRunner().invoke(
         app,
         [
@@ -89,7 +90,7 @@ def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
     )
     assert out.exit_code == 0, out.output
     (run_dir,) = (tmp_path / "ray").iterdir()
-    assert C.load(run_dir / "config.toml")["address"] == cluster.address
+    assert config.load(run_dir / "config.toml")["address"] == cluster.address
     best = _best(run_dir)
     assert best["score"] == serial.best_fitness
     assert torch.equal(best["genome"], serial.best_genome)
@@ -100,6 +101,7 @@ def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
     assert {n.node_ip_address for n in cluster.list_all_nodes()} == {"127.0.0.1"}
 
 
+@pytest.mark.slow
 def test_local_ray_stays_on_loopback():
     # The embedded mode of `--workers N` without --address, in a fresh process that
     # imports Ray (through EvoTorch) before connecting, as the CLI does.

@@ -14,25 +14,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
-from evo import config as C
+from evo import build, config
 from evo.checkpoint import read_state
 from evo.cli import app
-from evo.run import new_run
+from evo.driver import new_run
 
-RAW = {
-    "seed": 2,
-    "generations": 40,
-    "batch_size": 64,
-    "eval_every": 20,
-    "checkpoint_every": 1,
-    "task": {"objectives": ["digits"]},
-    "layout": {"hidden": [16]},
-    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
-    "algorithm": {"name": "snes", "population_size": 8},
-}
+# Long enough to be stopped part-way: a checkpoint every generation.
+RAW = changed(TINY, seed=2, generations=40, eval_every=20, checkpoint_every=1)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -56,7 +49,7 @@ def _rows(out: Path) -> int:
 
 def _start_and_signal(tmp_path: Path, sig: int, after_rows: int) -> tuple[Path, str, int]:
     cfg = tmp_path / "cfg.toml"
-    cfg.write_text(C.dumps(C.resolve(C.validate(RAW))))
+    cfg.write_text(config.dumps(config.resolve(config.validate(RAW))))
     out = tmp_path / "runs"
     p = _cli("evolve", str(cfg), "--out", str(out), "--quiet")
     deadline = time.monotonic() + 120
@@ -71,6 +64,7 @@ def _start_and_signal(tmp_path: Path, sig: int, after_rows: int) -> tuple[Path, 
     return run_dir, text, p.returncode
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     run_dir, _, rc = _start_and_signal(tmp_path, signal.SIGKILL, after_rows=4)
     assert rc == -signal.SIGKILL
@@ -80,7 +74,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     out = CliRunner().invoke(app, ["evolve", "--resume", str(run_dir), "--quiet"])
     assert out.exit_code == 0, out.output
     assert f"finished generation {RAW['generations']}" in out.output
-    whole = new_run(C.load(run_dir / "config.toml"), tmp_path / "whole", progress=False)
+    whole = new_run(config.load(run_dir / "config.toml"), tmp_path / "whole", progress=False)
     best = read_state(run_dir)["best"]
     assert torch.equal(best["genome"], whole.best_genome)
     assert best["score"] == whole.best_fitness
@@ -94,6 +88,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert torch.equal(load_genome(run_dir / "best.genome").genome, whole.best_genome)
 
 
+@pytest.mark.slow
 def test_sigint_leaves_a_readable_checkpoint(tmp_path):
     run_dir, text, rc = _start_and_signal(tmp_path, signal.SIGINT, after_rows=2)
     assert rc == 0, text
@@ -102,7 +97,7 @@ def test_sigint_leaves_a_readable_checkpoint(tmp_path):
     assert 0 < state["generation"] < RAW["generations"]
     assert (
         state["best"]["genome"].shape[0]
-        == C.build_decoder(C.load(run_dir / "config.toml")).genome_length()
+        == build.build_decoder(config.load(run_dir / "config.toml")).genome_length()
     )
     assert _rows(run_dir.parent) == state["generation"]
     assert (run_dir / "best.genome").is_file()

@@ -12,21 +12,21 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from run_configs import TINY, changed
+from conftest import TINY, changed
 from typer.testing import CliRunner
 
-from evo import config as C
-from evo.algorithms import ALGORITHMS
+from evo import build, config
 from evo.checkpoint import load_checkpoint, read_state
 from evo.cli import app
+from evo.driver import new_run, resume_run
 from evo.objectives import OBJECTIVES, Objective
-from evo.outputs import pareto_front
-from evo.run import new_run, resume_run
+from evo.search import ALGORITHMS
+from evo.search.pareto import pareto_front
 from genome.files import load_genome
 
 
 def tiny(**changes: Any) -> dict[str, Any]:
-    return C.resolve(C.validate(changed(TINY, **changes), "test"), "test")
+    return config.resolve(config.validate(changed(TINY, **changes), "test"), "test")
 
 
 def rows(run_dir) -> list[dict[str, str]]:
@@ -73,7 +73,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, name):
     pop = 1 if name == "gradient" else 8
     cfg = tiny(generations=5, checkpoint_every=1, algorithm={"name": name, "population_size": pop})
     whole = new_run(cfg, tmp_path / "whole", progress=False)
-    part = new_run(C.override(cfg, generations=2), tmp_path / "part", progress=False)
+    part = new_run(config.override(cfg, generations=2), tmp_path / "part", progress=False)
     assert part.generation == 2
     resumed = resume_run(part.run_dir, progress=False, generations=5)
     assert resumed.generation == 5
@@ -87,29 +87,31 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, name):
 def test_a_growing_batch_follows_its_schedule_and_resumes_exactly(tmp_path):
     cfg = tiny(generations=5, checkpoint_every=1, final_batch_size=128)  # 64 -> 128
     whole = new_run(cfg, tmp_path / "whole", progress=False)
-    saved = C.load(whole.run_dir / "config.toml")
+    saved = config.load(whole.run_dir / "config.toml")
     assert saved["batch_ramp"] == 5  # fixed when the run starts
-    problem = C.build_problem(saved)
+    problem = build.build_problem(saved)
     assert [problem.batch_size_at(g) for g in (0, 1, 4, 5, 50)] == [64, 77, 115, 128, 128]
     for g in (0, 3):
         x, y = problem.data(g)[0]
         assert x.shape[0] == y.shape[0] == problem.batch_size_at(g)
     constant = new_run(tiny(generations=5), tmp_path / "constant", progress=False)
     assert not torch.equal(whole.best_genome, constant.best_genome)
-    assert C.build_problem(tiny()).batch_size_at(3) is None
+    assert build.build_problem(tiny()).batch_size_at(3) is None
     # Killed after two generations and resumed: the same run.
-    part = new_run(C.override(cfg, generations=2, batch_ramp=5), tmp_path / "part", progress=False)
+    part = new_run(
+        config.override(cfg, generations=2, batch_ramp=5), tmp_path / "part", progress=False
+    )
     resumed = resume_run(part.run_dir, progress=False, generations=5)
     assert torch.equal(resumed.best_genome, whole.best_genome)
     # A run started for two generations ramps over two; resumed longer, it keeps that ramp.
-    short = new_run(C.override(cfg, generations=2), tmp_path / "short", progress=False)
+    short = new_run(config.override(cfg, generations=2), tmp_path / "short", progress=False)
     resume_run(short.run_dir, progress=False, generations=5)
-    assert C.load(short.run_dir / "config.toml")["batch_ramp"] == 2
+    assert config.load(short.run_dir / "config.toml")["batch_ramp"] == 2
 
 
 def test_resume_rejects_changes_that_alter_the_result(tmp_path):
     res = new_run(tiny(generations=1), tmp_path, progress=False)
-    with pytest.raises(C.ConfigError, match=r"\['seed'\] would change the run's result"):
+    with pytest.raises(config.ConfigError, match=r"\['seed'\] would change the run's result"):
         resume_run(res.run_dir, progress=False, seed=5)
 
 
@@ -191,12 +193,12 @@ def test_gradient_cosine_schedule_decays_to_zero(tmp_path):
     )
     res = new_run(cfg, tmp_path, progress=False)
     assert res.generation == 6
-    from evo.gradient import GradientEngine
+    from evo.search.gradient import GradientEngine
 
-    problem = C.build_problem(C.resolve(C.validate(cfg)))
+    problem = build.build_problem(config.resolve(config.validate(cfg)))
     engine = GradientEngine(problem, {"learning_rate": 0.2, "lr_schedule": "cosine"}, 6)
     assert [round(engine.lr(g), 6) for g in (0, 3, 6)] == [0.2, 0.1, 0.0]
-    with pytest.raises(C.ConfigError, match=r"algorithm\.lr_schedule: 'step' is not valid"):
+    with pytest.raises(config.ConfigError, match=r"algorithm\.lr_schedule: 'step' is not valid"):
         tiny(algorithm={"name": "gradient", "population_size": 1, "lr_schedule": "step"})
 
 
@@ -215,7 +217,7 @@ def test_best_genome_file_and_cli_report(tmp_path):
     c = load_genome(res.run_dir / "center.genome")
     state = read_state(res.run_dir)
     engine_center = load_checkpoint(
-        res.run_dir, C.build_problem(C.load(res.run_dir / "config.toml"))
+        res.run_dir, build.build_problem(config.load(res.run_dir / "config.toml"))
     )[0].center()
     assert torch.equal(c.genome, engine_center) and c.lineage["genome"] == "center"
     assert c.lineage["generation"] == state["generation"] - 1 and "test_digits_acc" in c.fitness
@@ -224,7 +226,7 @@ def test_best_genome_file_and_cli_report(tmp_path):
 
 def test_cli_evolve_with_overrides(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text(C.dumps(tiny()))
+    cfg.write_text(config.dumps(tiny()))
     out = CliRunner().invoke(
         app,
         [
@@ -244,7 +246,7 @@ def test_cli_evolve_with_overrides(tmp_path):
     assert out.exit_code == 0, out.output
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("digits__gnet__s4__") and len(rows(run)) == 2
-    saved = C.load(run / "config.toml")
+    saved = config.load(run / "config.toml")
     assert saved["algorithm"]["population_size"] == 6 and saved["generations"] == 2
 
 
@@ -258,3 +260,16 @@ def test_demo_evolves_and_reports_real_faces(tmp_path):
     load_genome(best[1])  # a valid genome file
     scores = re.search(r"on real LFW faces .*: accuracy ([\d.]+), ROC-AUC ([\d.]+)", out.output)
     assert scores and 0 <= float(scores[1]) <= 1 and 0 <= float(scores[2]) <= 1
+
+
+def test_the_plot_finds_an_objective_whose_name_has_an_underscore(tmp_path):
+    from evo.report import plot_run, read_metrics, run_objectives
+
+    header = "generation,fitness_best,fitness_mean,best_so_far,few_shot_best,few_shot_mean"
+    header += ",few_shot_acc_best,few_shot_acc_mean"
+    (tmp_path / "metrics.csv").write_text(header + "\n0,1.0,1.5,1.0,1.0,1.5,0.5,0.4\n")
+    (tmp_path / "config.toml").write_text('[task]\nobjectives = ["few_shot"]\n')
+    assert run_objectives(tmp_path, read_metrics(tmp_path)) == ["few_shot"]
+    (tmp_path / "config.toml").unlink()  # without a config: the registry's names only
+    assert run_objectives(tmp_path, read_metrics(tmp_path)) == []
+    assert plot_run(tmp_path, ["few_shot"]).is_file()

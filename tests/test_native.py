@@ -8,6 +8,7 @@ import torch
 from genome import Layout, native
 from genome.decoders import CPPN, Connectome, GNet
 from genome.decoders.pairs import pairs_mlp
+from genome.native import build as native_build
 
 
 def random_mlp(p, n_pre, n_post, widths, dtype, seed=0):
@@ -150,7 +151,7 @@ def test_a_missing_compiler_falls_back_or_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(native, "_warned", False)
-    native._build.cache_clear()
+    native_build.build_library.cache_clear()
     try:
         layout = Layout.build((5, 5), [4], 2)
         dec = GNet(layout, hidden=[4, 4])
@@ -167,7 +168,7 @@ def test_a_missing_compiler_falls_back_or_fails_clearly(monkeypatch, tmp_path):
         torch.testing.assert_close(fallback.weights[0], expected.weights[0])
         assert not list(tmp_path.rglob("*.so"))
     finally:
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
 
 
 def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch, tmp_path):
@@ -180,7 +181,7 @@ def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch,
     blocker.write_text("not a directory")
     monkeypatch.setenv("INNATE_CACHE_DIR", str(blocker / "cache"))
     monkeypatch.setattr(native, "_warned", False)
-    native._build.cache_clear()
+    native_build.build_library.cache_clear()
     try:
         with native.use("auto"), pytest.warns(RuntimeWarning, match="cannot build into"):
             torch.testing.assert_close(dec.decode(pop).weights[0], expected)
@@ -188,7 +189,7 @@ def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch,
         # rebuilt. The good one is built in one cache and planted, broken, in another
         # (a library loaded in this process must not be overwritten).
         monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / "good"))
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
         with native.use("native"):
             dec.decode(pop)
         for lib in (tmp_path / "good").rglob("*.so"):
@@ -196,17 +197,17 @@ def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch,
             broken.parent.mkdir(parents=True, exist_ok=True)
             broken.write_bytes(b"garbage")
         monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / "broken"))
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
         with native.use("native"):
             torch.testing.assert_close(dec.decode(pop).weights[0], expected, rtol=1e-5, atol=1e-6)
         assert all(lib.stat().st_size > 1000 for lib in (tmp_path / "broken").rglob("*.so"))
     finally:
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
 
 
 def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path))
-    native._build.cache_clear()
+    native_build.build_library.cache_clear()
     try:
         a, b, _, _, params = random_mlp(2, 9, 3, (3, 2), torch.float32)
         out = torch.empty(2, 3, 9)
@@ -215,18 +216,18 @@ def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
         built = sorted(p.name for p in tmp_path.rglob("*.so"))
         assert any(name.startswith("pairs-float-3x2-") for name in built)
         assert not list(tmp_path.rglob(".build-*"))  # no temporary file left behind
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
         native.pairs_mlp(a, b, params, (3, 2), out)  # loads from disk, builds nothing new
         assert sorted(p.name for p in tmp_path.rglob("*.so")) == built
     finally:
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
 
 
 def _build_with(monkeypatch, tmp_path, name: str, flag_sets: list[list[str]]) -> None:
     """Make the next library builds use only `flag_sets`, into a cache of their own."""
-    monkeypatch.setattr(native, "_flag_sets", lambda: [list(f) for f in flag_sets])
+    monkeypatch.setattr(native_build, "flag_sets", lambda: [list(f) for f in flag_sets])
     monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path / name))
-    native._build.cache_clear()
+    native_build.build_library.cache_clear()
 
 
 def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
@@ -237,10 +238,10 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
     layout = Layout.build((13, 11), [9], 3)
     decoders = [GNet(layout, hidden=[8, 8]), GNet(layout, hidden=[5, 3, 4], code="coords")]
     pops = [d.init(20, torch.Generator().manual_seed(1)) for d in decoders]
-    base = list(native._FLAGS)
+    base = list(native_build.FLAGS)
     variants = {
-        "default": native._flag_sets(),
-        "no-openmp": [native._flag_sets()[-1]],
+        "default": native_build.flag_sets(),
+        "no-openmp": [native_build.flag_sets()[-1]],
         "baseline": [base],
     }
     threads = torch.get_num_threads()
@@ -254,7 +255,7 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
                 openmp_of[name] = native._required(torch.float32, (8, 8)).openmp
     finally:
         torch.set_num_threads(threads)
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()
     # Where torch runs on OpenMP, the default build shares its threads.
     openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
     assert openmp_of["default"] == openmp and not openmp_of["no-openmp"]
@@ -265,7 +266,7 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
 
 
 def test_a_flag_set_that_fails_to_build_falls_back_to_the_next(monkeypatch, tmp_path):
-    base = list(native._FLAGS)
+    base = list(native_build.FLAGS)
     _build_with(monkeypatch, tmp_path, "cache", [[*base, "-fno-such-option"], base])
     try:
         lib = native._required(torch.float32)
@@ -273,4 +274,4 @@ def test_a_flag_set_that_fails_to_build_falls_back_to_the_next(monkeypatch, tmp_
         built = list((tmp_path / "cache").rglob("*.so"))
         assert len(built) == 1
     finally:
-        native._build.cache_clear()
+        native_build.build_library.cache_clear()

@@ -20,7 +20,8 @@ from tasks import (
     minibatch,
     normalize_images,
 )
-from tasks.digits import MAX_SHIFT, MNIST_HINT, shift_images, stratified_split
+from tasks.digits import MNIST_HINT, stratified_split
+from tasks.images import MAX_SHIFT, shift_images
 from tasks.natural import natural_patches, textures
 
 
@@ -252,7 +253,7 @@ def _shifted(image: torch.Tensor, dy: int, dx: int, m: int) -> torch.Tensor:
 
 
 def test_shift_moves_each_image_by_its_own_small_offset(digits):
-    x, _ = minibatch(digits.train_x, digits.train_y, 64, _gen(1))
+    x, _ = minibatch(digits.train_x, digits.train_y, 8, _gen(1))
     out = shift_images(x, 2, _gen(7))
     assert out.shape == x.shape and out.dtype == x.dtype
     assert torch.equal(out, shift_images(x, 2, _gen(7)))  # a pure function of the generator

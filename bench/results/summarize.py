@@ -117,9 +117,10 @@ def held_out(
                 procedural_test_auc=round(float(auc[0]), 4),
             )
     if "digits" in objs:
-        out.update(
-            {k: round(v, 4) for k, v in digits_metrics(pheno, cfg["task"]["dataset"]).items()}
-        )
+        # [objectives.digits], or [task] in run directories written before it existed.
+        digits = cfg.get("objectives", {}).get("digits", {})
+        dataset = digits.get("dataset", cfg["task"].get("dataset", "digits"))
+        out.update({k: round(v, 4) for k, v in digits_metrics(pheno, dataset).items()})
     return out
 
 

@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import torch
 
 from genome import native
+from genome.blocks import Block, GenomeBlocks
 from genome.layout import CODES, Layout
 from genome.phenotype import Phenotype
-from genome.spec import Block, GenomeSpec
 
 # Bytes of working memory a decode may use at once; chunks of the population
 # (and, inside a decoder, of the neuron pairs) are sized to fit.
@@ -68,8 +68,8 @@ class Decoder(ABC):
 
     def check_layout(self, layout: Layout) -> None:
         """Raise ValueError if this decoder cannot decode `layout` (e.g. code sizes differ)."""
-        spec = self.spec(layout)
-        own = self.spec(self.layout)
+        spec = self.blocks(layout)
+        own = self.blocks(self.layout)
         if [(b.name, b.shape) for b in spec.blocks] != [(b.name, b.shape) for b in own.blocks]:
             raise ValueError(
                 f"{self.name} decoder built for layout {self.layout.describe()} cannot decode "
@@ -100,18 +100,18 @@ class Decoder(ABC):
         raise NotImplementedError
 
     # --- public -------------------------------------------------------------
-    def spec(self, layout: Layout | None = None) -> GenomeSpec:
+    def blocks(self, layout: Layout | None = None) -> GenomeBlocks:
         layout = layout or self.layout
-        key = ("spec", layout)
+        key = ("blocks", layout)
         if key not in self._cache:
             blocks = self._blocks(layout)
             if self.standardize:
                 blocks += [Block(f"l{k}.gain", (1,), 0.1) for k in range(layout.n_layers)]
-            self._cache[key] = GenomeSpec(blocks)
+            self._cache[key] = GenomeBlocks(blocks)
         return self._cache[key]
 
     def genome_length(self, layout: Layout | None = None) -> int:
-        return self.spec(layout).length
+        return self.blocks(layout).length
 
     def compression(self, layout: Layout | None = None) -> float:
         """p-network parameters per gene (1.0 for one gene per parameter)."""
@@ -126,7 +126,7 @@ class Decoder(ABC):
         device: torch.device | str = "cpu",
     ) -> torch.Tensor:
         """n random genomes [n, D] from each block's initial distribution."""
-        return self.spec().init(n, generator, dtype, device)
+        return self.blocks().init(n, generator, dtype, device)
 
     def decode(
         self,
@@ -149,7 +149,7 @@ class Decoder(ABC):
             population = population[None]
         if not population.is_floating_point():
             raise ValueError(f"population must be a floating-point tensor, got {population.dtype}")
-        spec = self.spec(layout)
+        spec = self.blocks(layout)
         if population.ndim != 2 or population.shape[1] != spec.length:
             raise ValueError(
                 f"{self.name} genome for layout {layout.describe()} has {spec.length} genes; "

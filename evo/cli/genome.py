@@ -4,29 +4,22 @@
 evolution), `innate inspect` reports what a genome file grows (compression,
 weights, wiring cost, graph metrics; text, JSON or PNG), and `innate export`
 hands the born network to other tools as a state_dict or a GraphML graph.
-The logic lives in genome/ (files, wiring, graph, figures); this module only
-parses arguments and prints. A bad genome file exits with status 2 and one
+The logic lives in genome/ (files, inspect, wiring, graph, figures); this
+module only parses arguments and prints. A bad genome file exits with status 2 and one
 line on stderr.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 
+from evo.cli.errors import fail
+
 MAX_PARAMS_HELP = "Refuse layouts whose grown network has more parameters than this."
-
-
-def _fail(msg: str) -> NoReturn:
-    from rich.console import Console
-
-    # soft_wrap keeps the message on one line whatever the terminal width.
-    Console(stderr=True).print(f"error: {msg}", soft_wrap=True, markup=False, highlight=False)
-    raise typer.Exit(code=2)
 
 
 def _shape(text: str, what: str) -> int | tuple[int, int]:
@@ -37,7 +30,7 @@ def _shape(text: str, what: str) -> int | tuple[int, int]:
     except ValueError:
         vals = []
     if len(vals) not in (1, 2) or min(vals) < 1:
-        _fail(f"{what} must be N or RxC with positive integers, got {text!r}")
+        fail(f"{what} must be N or RxC with positive integers, got {text!r}")
     return vals[0] if len(vals) == 1 else (vals[0], vals[1])
 
 
@@ -46,7 +39,7 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            _fail(f"--setting must be key=value, got {pair!r}")
+            fail(f"--setting must be key=value, got {pair!r}")
         try:
             out[key] = json.loads(value)
         except ValueError:
@@ -60,56 +53,7 @@ def _load(path: Path, max_params: int) -> Any:
     try:
         return load_genome(path, max_params=max_params)
     except GenomeFileError as e:
-        _fail(str(e))
-
-
-def _finite(x: float) -> float | None:
-    """JSON has no NaN: an undefined measure is null."""
-    return x if math.isfinite(x) else None
-
-
-def _stats(t: Any) -> dict[str, float]:
-    t = t.detach().double()
-    return {
-        "mean": t.mean().item(),
-        "std": t.std(unbiased=False).item(),
-        "min": t.min().item(),
-        "max": t.max().item(),
-        "frac_near_zero": (t.abs() < 1e-3).double().mean().item(),
-    }
-
-
-def inspect_report(gf: Any, phenotype: Any, keep: float) -> dict[str, Any]:
-    """Everything `inspect` shows about a loaded genome file, as one JSON-able dict."""
-    from genome.graph import graph_metrics, to_graph
-    from genome.wiring import wiring_cost
-
-    dec = gf.decoder
-    metrics = graph_metrics(to_graph(phenotype, 0, keep))
-    return {
-        "path": str(gf.path),
-        "decoder": dec.name,
-        "settings": dec.settings,
-        "layout": dec.layout.to_dict(),
-        "layout_text": dec.layout.describe(),
-        "genome_length": dec.genome_length(),
-        "p_network_params": dec.layout.n_params,
-        "compression": dec.compression(),
-        "fitness": gf.fitness,
-        "lineage": gf.lineage,
-        "layers": [
-            {
-                "layer": k,
-                "shape": list(w.shape[1:]),
-                "weights": _stats(w[0]),
-                "biases": _stats(b[0]),
-            }
-            for k, (w, b) in enumerate(zip(phenotype.weights, phenotype.biases, strict=True))
-        ],
-        "wiring_cost": wiring_cost(phenotype)[0].item(),
-        "graph_keep": keep,
-        "graph": {k: _finite(v) if isinstance(v, float) else v for k, v in metrics.items()},
-    }
+        fail(str(e))
 
 
 def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
@@ -177,10 +121,10 @@ def register(app: typer.Typer) -> None:
         from genome.files import save_genome
 
         if decoder not in DECODERS:
-            _fail(f"unknown decoder {decoder!r}; valid decoders: {', '.join(DECODERS)}")
+            fail(f"unknown decoder {decoder!r}; valid decoders: {', '.join(DECODERS)}")
         ins = _shape(input_shape, "--input")
         if not isinstance(ins, tuple):
-            _fail(f"--input must be RxC, got {input_shape!r}")
+            fail(f"--input must be RxC, got {input_shape!r}")
         settings = _settings(setting)
         try:
             layout = Layout.build(
@@ -192,13 +136,13 @@ def register(app: typer.Typer) -> None:
             else:
                 dec = cls(layout, **settings)
         except (ValueError, TypeError, NotImplementedError) as e:
-            _fail(str(e))
+            fail(str(e))
         genome = dec.init(1, torch.Generator().manual_seed(seed))[0]
         lineage = {"created_by": "innate create", "seed": seed}
         try:
             path = save_genome(out, genome, dec, lineage=lineage)
         except OSError as e:
-            _fail(f"cannot write {out}: {e.strerror or e}")
+            fail(f"cannot write {out}: {e.strerror or e}")
         typer.echo(
             f"wrote {path}: {dec.name} {json.dumps(dec.settings)} on {layout.describe()}, "
             f"{dec.genome_length()} genes -> {layout.n_params} params, "
@@ -217,9 +161,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Report what a genome grows: compression, weights, wiring, graph metrics."""
         if not 0 < keep <= 1:
-            _fail(f"--keep must be in (0, 1], got {keep}")
+            fail(f"--keep must be in (0, 1], got {keep}")
         gf = _load(genome, max_params)
         phenotype = gf.decoder.decode(gf.genome[None])
+        from genome.inspect import inspect_report
+
         rep = inspect_report(gf, phenotype, keep)
         written: list[str] = []
         if figures is not None:
@@ -233,7 +179,7 @@ def register(app: typer.Typer) -> None:
                     str(plot_wiring(phenotype, 0, figures / "wiring.png")),
                 ]
             except OSError as e:
-                _fail(f"cannot write figures to {figures}: {e.strerror or e}")
+                fail(f"cannot write figures to {figures}: {e.strerror or e}")
             rep["figures"] = written
         if as_json:
             typer.echo(json.dumps(rep, indent=2))
@@ -252,41 +198,24 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export the born network as a state_dict of nn.Sequential and/or GraphML."""
         if state_dict is None and graphml is None:
-            _fail("give --state-dict OUT.pt|OUT.safetensors and/or --graphml OUT.graphml")
+            fail("give --state-dict OUT.pt|OUT.safetensors and/or --graphml OUT.graphml")
         if state_dict is not None and state_dict.suffix not in (".pt", ".safetensors"):
-            _fail(f"--state-dict must end in .pt or .safetensors, got {state_dict.name!r}")
+            fail(f"--state-dict must end in .pt or .safetensors, got {state_dict.name!r}")
         if not 0 < keep <= 1:
-            _fail(f"--keep must be in (0, 1], got {keep}")
+            fail(f"--keep must be in (0, 1], got {keep}")
         gf = _load(genome, max_params)
         phenotype = gf.decoder.decode(gf.genome[None])
         from genome.graph import to_graph, write_graphml
+        from genome.inspect import write_state_dict
 
         target = state_dict
         try:
             if state_dict is not None:
-                _write_state_dict(phenotype.module(0), state_dict, gf.metadata)
+                write_state_dict(phenotype.module(0), state_dict, gf.metadata)
                 typer.echo(f"wrote {state_dict}")
             target = graphml
             if graphml is not None:
                 write_graphml(to_graph(phenotype, 0, keep), graphml)
                 typer.echo(f"wrote {graphml}")
         except OSError as e:
-            _fail(f"cannot write {target}: {e.strerror or e}")
-
-
-def _write_state_dict(module: Any, path: Path, metadata: dict[str, Any]) -> None:
-    import io
-
-    import torch
-    from safetensors.torch import save as st_save
-
-    from genome.files import write_atomic
-
-    sd = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    if path.suffix == ".safetensors":
-        data = st_save(sd, metadata={"innate_genome": json.dumps(metadata, sort_keys=True)})
-    else:
-        buf = io.BytesIO()
-        torch.save(sd, buf)
-        data = buf.getvalue()
-    write_atomic(path, data)
+            fail(f"cannot write {target}: {e.strerror or e}")

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from evo.outputs import crowding_distance, first_of_each, pareto_front
 from evo.problem import STREAM_ARCHIVE, GenomeProblem
+from evo.search.pareto import crowding_distance, first_of_each, pareto_front
 from tasks.seeds import seeded
 
 
@@ -61,9 +61,8 @@ class ParetoArchive:
         self.problem = problem
         self.batch_size, self.size, self.every = int(batch_size), int(size), int(every)
         self.feed = int(feed)
-        d, width = problem.solution_length, problem.n_objectives + len(problem.columns)
-        self.genomes = torch.empty(0, d)
-        self.evals = torch.empty(0, width)
+        self.genomes = torch.empty(0, problem.solution_length)
+        self.evals = problem.eval_columns.empty()
         self.generations = torch.empty(0, dtype=torch.long)
         self.seen: set[str] = set()
         self._data: list[Any] | None = None
@@ -108,11 +107,11 @@ class ParetoArchive:
 
         Returns how many of its genomes entered the archive.
         """
-        n = self.problem.n_objectives
-        ok = torch.nonzero(evals[:, -1] == 0).flatten()
+        cols = self.problem.eval_columns
+        ok = torch.nonzero(cols.finite(evals)).flatten()
         if ok.numel() == 0:
             return 0
-        front = ok[pareto_front(evals[ok, :n])]
+        front = ok[pareto_front(cols.fitness(evals[ok]))]
         new, keys = [], []
         for i in front.tolist():
             key = _key(values[i])
@@ -124,27 +123,27 @@ class ParetoArchive:
         self.seen.update(keys)
         genomes = values[new].float()
         fit, data = self.problem.fitness(self.problem.score(genomes, generation, data=self.data()))
-        scored = torch.cat([fit, data], dim=1).cpu()
-        keep = scored[:, -1] == 0  # a non-finite score never enters
+        scored = cols.pack(fit, data).cpu()
+        keep = cols.finite(scored)  # a non-finite score never enters
         if not keep.any():
             return 0
         self.add(genomes[keep], scored[keep], generation)
         return int((self.generations == generation).sum())
 
     def add(self, genomes: torch.Tensor, evals: torch.Tensor, generation: int) -> None:
-        """Merge genomes [N, D] already scored on the archive's data (evals [N, n + C])."""
-        n = self.problem.n_objectives
+        """Merge genomes [N, D] already scored on the archive's data (packed evals [N, width])."""
+        fitness = self.problem.eval_columns.fitness
         g = torch.cat([self.genomes, genomes])
         e = torch.cat([self.evals, evals])
         born = torch.cat(
             [self.generations, torch.full((genomes.shape[0],), generation, dtype=torch.long)]
         )
-        front = pareto_front(e[:, :n])
+        front = pareto_front(fitness(e))
         # Of members with the same objective values, the oldest (first) stays.
-        front = front[first_of_each(e[front, :n])]
+        front = front[first_of_each(fitness(e[front]))]
         g, e, born = g[front], e[front], born[front]
         while g.shape[0] > self.size:
-            worst = int(torch.argmin(crowding_distance(e[:, :n])))
+            worst = int(torch.argmin(crowding_distance(fitness(e))))
             drop = torch.arange(g.shape[0]) != worst
             g, e, born = g[drop], e[drop], born[drop]
         self.genomes, self.evals, self.generations = g, e, born
@@ -156,7 +155,7 @@ class ParetoArchive:
             return self.genomes[:0].clone()
         present = {_key(g) for g in population.float()}
         out = torch.tensor([_key(g) not in present for g in self.genomes], dtype=torch.bool)
-        crowd = crowding_distance(self.evals[:, : self.problem.n_objectives])
+        crowd = crowding_distance(self.problem.eval_columns.fitness(self.evals))
         order = torch.argsort(-crowd, stable=True)
         order = order[out[order]][: self.feed]
         return self.genomes[order].clone()

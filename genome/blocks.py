@@ -1,6 +1,6 @@
 """Named blocks of a flat genome.
 
-A decoder's genome is one flat vector per individual; a `GenomeSpec` names its
+A decoder's genome is one flat vector per individual; a `GenomeBlocks` names its
 blocks (``"l0.pre"`` of shape [16, 10], ...) so that a population [P, D] can
 be viewed block by block without copies, and initialised block by block.
 """
@@ -31,13 +31,13 @@ class Block:
         return math.prod(self.shape)
 
 
-class GenomeSpec:
+class GenomeBlocks:
     """An ordered list of blocks that together make up a genome of `length` genes."""
 
     def __init__(self, blocks: list[Block]):
         names = [b.name for b in blocks]
         if len(set(names)) != len(names):
-            raise ValueError(f"duplicate block names in genome spec: {names}")
+            raise ValueError(f"duplicate block names in a genome: {names}")
         self.blocks = tuple(blocks)
         self.offsets: dict[str, tuple[int, int]] = {}
         start = 0

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import typer
 
-from evo.cmd_genome import MAX_PARAMS_HELP, _fail, _load, _settings
+from evo.cli.errors import fail
+from evo.cli.genome import MAX_PARAMS_HELP, _load, _settings
 
 
 def register(app: typer.Typer) -> None:
@@ -64,23 +65,23 @@ def register(app: typer.Typer) -> None:
         from tasks.labelled import DataError
 
         if head not in HEADS:
-            _fail(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
+            fail(f"unknown head {head!r}; valid heads: {', '.join(HEADS)}")
         chosen = () if baselines == "none" else tuple(b for b in baselines.split(",") if b)
         bad = [b for b in chosen if b not in BASELINES]
         if bad:
-            _fail(f"unknown baseline(s) {bad}; valid: {', '.join(BASELINES)} or none")
+            fail(f"unknown baseline(s) {bad}; valid: {', '.join(BASELINES)} or none")
         if bodies < 1:
-            _fail(f"--bodies must be >= 1, got {bodies}")
+            fail(f"--bodies must be >= 1, got {bodies}")
         if episodes < 1:
-            _fail(f"--episodes must be >= 1, got {episodes}")
+            fail(f"--episodes must be >= 1, got {episodes}")
         try:
             torch.empty(1, device=device)
         except (RuntimeError, ValueError) as e:
-            _fail(f"--device {device!r} is not usable here: {str(e).splitlines()[0]}")
+            fail(f"--device {device!r} is not usable here: {str(e).splitlines()[0]}")
         try:
             learner = make_rule(rule, steps=steps, lr=lr, **_settings(setting))
         except (ValueError, TypeError) as e:
-            _fail(str(e))
+            fail(str(e))
         gf = _load(genome, max_params)
         phenotype = gf.decoder.decode(gf.genome[None].to(device))
         size = gf.layout.input_shape
@@ -100,7 +101,7 @@ def register(app: typer.Typer) -> None:
                 within_groups=within_groups,
             )
         except (DataError, ValueError, ImportError) as e:
-            _fail(str(e))
+            fail(str(e))
 
         from rich.progress import Progress
 
@@ -142,7 +143,7 @@ def register(app: typer.Typer) -> None:
             try:
                 doc["figures"] = [str(p) for p in draw(phenotype, eps, learner, head, figures)]
             except OSError as e:
-                _fail(f"cannot write figures to {figures}: {e.strerror or e}")
+                fail(f"cannot write figures to {figures}: {e.strerror or e}")
         if as_json:
             typer.echo(json.dumps(doc, indent=2))
             return

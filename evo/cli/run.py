@@ -15,6 +15,8 @@ from typing import Any
 
 import typer
 
+from evo.cli.errors import fail
+
 # The README's first command: faces in about a minute on two cores, in-process
 # (local Ray costs more to start than it saves on a population this small).
 DEMO: dict[str, Any] = {
@@ -39,11 +41,6 @@ def _workers(value: str | None) -> int | str | None:
         raise typer.BadParameter(
             f'--workers must be an integer >= 0 or "max", got {value!r}'
         ) from None
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def _print_result(res: Any) -> None:
@@ -80,14 +77,14 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Evolve genomes as a config says, or resume a run."""
-        from evo import config as C
-        from evo.run import new_run, resume_run
+        import evo.config
+        from evo.driver import new_run, resume_run
 
         w = _workers(workers)
         try:
             if resume is not None:
                 if config is not None:
-                    _fail("give either CONFIG or --resume RUN_DIR, not both")
+                    fail("give either CONFIG or --resume RUN_DIR, not both")
                 res = resume_run(
                     resume,
                     progress=not quiet,
@@ -100,9 +97,9 @@ def register(app: typer.Typer) -> None:
                 )
             else:
                 if config is None:
-                    _fail("give a CONFIG file (see configs/) or --resume RUN_DIR")
-                cfg = C.override(
-                    C.load(config),
+                    fail("give a CONFIG file (see configs/) or --resume RUN_DIR")
+                cfg = evo.config.override(
+                    evo.config.load(config),
                     generations=generations,
                     population=population,
                     seed=seed,
@@ -111,8 +108,8 @@ def register(app: typer.Typer) -> None:
                     init=[str(p) for p in init] if init else None,
                 )
                 res = new_run(cfg, out, progress=not quiet)
-        except (C.ConfigError, FileNotFoundError) as e:
-            _fail(str(e))
+        except (evo.config.ConfigError, FileNotFoundError) as e:
+            fail(str(e))
         _print_result(res)
 
     @app.command()
@@ -128,7 +125,7 @@ def register(app: typer.Typer) -> None:
             png = plot_run(run_dir)
             s = summary(run_dir)
         except (FileNotFoundError, GenomeFileError) as e:
-            _fail(str(e))
+            fail(str(e))
         if as_json:
             typer.echo(json.dumps({**s, "plot": str(png)}, indent=2))
             return
@@ -149,12 +146,12 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, "--seed", min=0),
     ) -> None:
         """Evolve a face detector for about a minute, then test it on real LFW faces."""
-        from evo import config as C
-        from evo.run import new_run
+        from evo import build, config
+        from evo.driver import new_run
 
-        cfg = C.resolve(C.validate(copy.deepcopy(DEMO), "demo"), "demo")
-        cfg = C.override(cfg, generations=generations, workers=_workers(workers), seed=seed)
-        dec = C.build_decoder(cfg)
+        cfg = config.resolve(config.validate(copy.deepcopy(DEMO), "demo"), "demo")
+        cfg = config.override(cfg, generations=generations, workers=_workers(workers), seed=seed)
+        dec = build.build_decoder(cfg)
         typer.echo(
             f"demo: evolving face detectors ({cfg['algorithm']['name']}, population "
             f"{cfg['algorithm']['population_size']}, {cfg['generations']} generations) grown by a "

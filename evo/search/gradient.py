@@ -6,7 +6,7 @@ and weighted sum as evolution. This is the comparison the genomic-bottleneck
 paper draws (Shuvaev et al., PNAS 2024, trained its g-networks by gradient
 descent): at equal genome size, how far is evolution from what gradients reach?
 
-`GradientEngine` has the interface of `evo.algorithms.EvoEngine`, so the run
+`GradientEngine` is an `Engine` (evo/search/base.py) like `EvoEngine`, so the run
 driver writes the same run directory, metrics, checkpoints and genome files.
 A step whose loss or gradient is not finite leaves the genome unchanged and is
 counted like a non-finite fitness. The learning rate is constant, or follows a
@@ -18,10 +18,13 @@ run steps exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from evo.problem import GenomeProblem
+from evo.search.base import Algorithm, Engine
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -31,15 +34,15 @@ class GradientEngine:
 
     name = "gradient"
 
-    def __init__(self, problem: GenomeProblem, hyper: dict, generations: int = 1):
+    def __init__(self, problem: GenomeProblem, settings: dict, generations: int = 1):
         if problem.mode != "weighted":
             raise ValueError("the gradient optimiser needs task.mode = 'weighted'")
         self.problem = problem
         # The initial genome is drawn exactly as evolution draws its first center.
         start = problem.generate_values(1).as_subclass(torch.Tensor).detach().clone()
         self.genome = start.requires_grad_(True)
-        self.learning_rate = float(hyper.get("learning_rate", 0.01))
-        self.schedule = hyper.get("lr_schedule", "constant")
+        self.learning_rate = float(settings.get("learning_rate", 0.01))
+        self.schedule = settings.get("lr_schedule", "constant")
         if self.schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"unknown lr_schedule {self.schedule!r}; valid: {', '.join(LR_SCHEDULES)}"
@@ -63,15 +66,15 @@ class GradientEngine:
         with torch.enable_grad():
             scores = p.score(self.genome, generation, exact=False)
             loss = p.loss(scores)[0]
-            fit, data = p.fitness(scores)
+            evals = p.eval_columns.pack(*p.fitness(scores))
             before = self.genome.detach().clone()
             if bool(torch.isfinite(loss)):
                 loss.backward()
                 if bool(torch.isfinite(self.genome.grad).all()):
                     self.optimizer.step()
                 else:
-                    data[:, -1] = 1.0
-        return before.cpu(), torch.cat([fit, data], dim=1).cpu()
+                    p.eval_columns.nonfinite(evals).fill_(1.0)
+        return before.cpu(), evals.cpu()
 
     def population(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The current genome [1, D] (evaluated at the last generation's batch)."""
@@ -80,7 +83,39 @@ class GradientEngine:
             fit, data = self.problem.fitness(
                 self.problem.score(g, self.problem.generation, exact=False)
             )
-        return g.cpu(), torch.cat([fit, data], dim=1).cpu()
+        return g.cpu(), self.problem.eval_columns.pack(fit, data).cpu()
 
     def center(self) -> torch.Tensor:
         return self.genome.detach()[0].cpu().clone()
+
+    def replace_worst(self, genomes: torch.Tensor) -> None:
+        raise ValueError("the gradient optimiser has one genome; nothing can replace it")
+
+
+@dataclass(frozen=True)
+class Gradient(Algorithm):
+    """The gradient optimiser's entry: one genome, in-process, no search distribution."""
+
+    def check(self, settings: dict[str, Any]) -> None:
+        if settings["population_size"] != 1:
+            raise ValueError("algorithm.population_size: must be 1 for the gradient optimiser")
+        schedule = settings["lr_schedule"]
+        if schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"algorithm.lr_schedule: {schedule!r} is not valid; valid values: "
+                f"{', '.join(LR_SCHEDULES)}"
+            )
+
+    def make_engine(
+        self, problem: GenomeProblem, settings: dict[str, Any], generations: int
+    ) -> Engine:
+        return GradientEngine(problem, settings, generations=generations)
+
+
+GRADIENT = Gradient(
+    "gradient",
+    None,
+    {"population_size": 1, "learning_rate": 0.01, "lr_schedule": "constant"},
+    has_center=False,
+    in_process=True,
+)

@@ -1,0 +1,122 @@
+"""What every objective is: `Objective`, scored on a population of phenotypes at once.
+
+An `Objective` turns a `Phenotype` of P individuals into a value per individual
+(the quantity selected on, always minimised here: a loss or a cost) plus
+metrics that are only reported (accuracy, ROC-AUC). A minibatch, and its
+augmentation, is drawn from the generator it is given; the problem seeds that
+generator from (seed, generation), so fitness is a pure function of (genome,
+generation, seed).
+
+ROC-AUC is the rank statistic of Mann and Whitney (ties count one half),
+computed for the whole population at once with `searchsorted`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+
+from genome.phenotype import Phenotype
+
+
+def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """ROC-AUC [P] of scores [P, B] against binary labels [B] (1 = positive).
+
+    The Mann-Whitney statistic: the share of (positive, negative) pairs that
+    the score orders correctly, ties counting one half. Each row's negatives
+    are sorted once and every positive is located among them. Rows with a
+    non-finite score, or label sets without both classes, give NaN.
+    """
+    labels = labels.to(torch.bool)
+    n_pos = int(labels.sum())
+    n_neg = labels.numel() - n_pos
+    p = scores.shape[0]
+    if n_pos == 0 or n_neg == 0:
+        return torch.full((p,), float("nan"), dtype=torch.float64, device=scores.device)
+    s = scores.detach()
+    # Comparisons are exact in the scores' own type; only the counts need float64.
+    negatives = s[:, ~labels].sort(dim=1).values
+    positives = s[:, labels].contiguous()
+    below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
+    up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
+    wins = (below + up_to).sum(dim=1).to(torch.float64) / 2
+    auc = wins / (n_pos * n_neg)
+    return torch.where(torch.isfinite(s).all(dim=1), auc, torch.full_like(auc, float("nan")))
+
+
+class Objective(ABC):
+    """One objective: `evaluate` scores a population on a batch; `test` on held-out data."""
+
+    name: ClassVar[str]
+    sense: ClassVar[str] = "min"
+    # Metrics reported next to the objective value (not selected on).
+    metrics: ClassVar[tuple[str, ...]] = ()
+    test_metrics: ClassVar[tuple[str, ...]] = ()
+    # Whether the objective reads images, and so fixes the layout's input and output.
+    has_data: ClassVar[bool] = True
+    # The augmentations of its training batches it offers ("none": the batch as drawn).
+    augments: ClassVar[tuple[str, ...]] = ("none",)
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 256,
+        device: str = "cpu",
+        dataset: str = "digits",
+        augment: str = "none",
+    ):
+        if augment not in self.augments:
+            raise ValueError(
+                f"objective {self.name!r}: unknown augment {augment!r}; "
+                f"valid values: {', '.join(self.augments)}"
+            )
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device)
+        self.dataset = dataset
+        self.augment = augment
+
+    @classmethod
+    def setting_defaults(cls) -> dict[str, Any]:
+        """The objective's own settings (config table [objectives.NAME]) and their defaults."""
+        return {"augment": "none"} if cls.has_data else {}
+
+    @classmethod
+    def check_settings(cls, settings: dict[str, Any]) -> None:
+        """Raise ValueError("KEY: ...") for a setting that is out of range."""
+        augment = settings.get("augment", "none")
+        if augment not in cls.augments:
+            raise ValueError(
+                f"augment: {augment!r} is not valid; valid values: {', '.join(cls.augments)}"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, int] | None:
+        return None
+
+    @property
+    def n_outputs(self) -> int | None:
+        return None
+
+    @property
+    def max_batch_size(self) -> int | None:
+        """The largest training batch it can draw (None: unbounded, e.g. generated data)."""
+        return None
+
+    def batch(self, generator: torch.Generator, batch_size: int | None = None) -> Any:
+        """The training data of one generation, drawn from `generator` only
+        (`batch_size` examples; None: the objective's own `batch_size`)."""
+        return None
+
+    @abstractmethod
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        """{name: value [P], metric: [P], ...}; the value is differentiable."""
+
+    def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
+        """Held-out metrics {metric: [P]} (empty when the objective has no test set)."""
+        return {}
+
+    # Heavy data is loaded on first use and not shipped to Ray actors.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_data")}

@@ -1,0 +1,57 @@
+"""The distribution-based searchers, on the weighted sum of the objectives.
+
+SNES (Schaul, Glasmachers and Schmidhuber, GECCO 2011), XNES (Glasmachers et
+al., GECCO 2010), PGPE (Sehnke et al., Neural Networks 2010, with ClipUp by
+Toklu et al., PPSN 2020), CEM (Rubinstein, 1999) and CMA-ES (Hansen, 2016), as
+EvoTorch implements them. `stdev_init` is in units of the decoder's per-gene
+initial std (`decoder.blocks().std()`): per gene for SNES, XNES, PGPE and CEM,
+its mean for CMA-ES, which takes a scalar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evotorch import algorithms as ea
+
+from evo.search.base import Algorithm
+
+if TYPE_CHECKING:
+    from evo.problem import GenomeProblem
+
+
+@dataclass(frozen=True)
+class Distribution(Algorithm):
+    """A searcher of a Gaussian search distribution whose mean is the run's centre."""
+
+    # Takes one std for every gene (the mean of the per-gene stds).
+    scalar_stdev: bool = False
+
+    def build_searcher(self, problem: GenomeProblem, settings: dict[str, Any]) -> Any:
+        settings = dict(settings)
+        population_size = int(settings.pop("population_size"))
+        std = problem.decoder.blocks().std().to(problem.device)
+        scale = float(settings.pop("stdev_init"))
+        stdev = scale * float(std.mean()) if self.scalar_stdev else scale * std
+        return self.cls(problem, popsize=population_size, stdev_init=stdev, **settings)
+
+
+@dataclass(frozen=True)
+class Symmetric(Distribution):
+    """PGPE, whose symmetric sampling draws its population in pairs."""
+
+    def check(self, settings: dict[str, Any]) -> None:
+        if settings.get("symmetric", True) and settings["population_size"] % 2:
+            raise ValueError("algorithm.population_size: must be even for symmetric PGPE")
+
+
+_GAUSSIAN = {"population_size": 32, "stdev_init": 0.5}
+
+SNES = Distribution("snes", ea.SNES, dict(_GAUSSIAN))
+XNES = Distribution("xnes", ea.XNES, dict(_GAUSSIAN))
+PGPE = Symmetric(
+    "pgpe", ea.PGPE, {**_GAUSSIAN, "center_learning_rate": 0.05, "stdev_learning_rate": 0.1}
+)
+CEM = Distribution("cem", ea.CEM, {**_GAUSSIAN, "parenthood_ratio": 0.5})
+CMAES = Distribution("cmaes", ea.CMAES, dict(_GAUSSIAN), scalar_stdev=True)

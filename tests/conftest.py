@@ -1,0 +1,35 @@
+"""Shared test configs: the tiny run every evo test starts from, changed by path.
+
+Test modules import them (`from conftest import TINY, changed`): they are used
+at collection time, in parametrize lists, where fixtures cannot be.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# A run of seconds: digits through a 16-unit hidden layer, a population of 8.
+TINY: dict[str, Any] = {
+    "seed": 0,
+    "generations": 3,
+    "batch_size": 64,
+    "eval_every": 2,
+    "checkpoint_every": 2,
+    "task": {"objectives": ["digits"]},
+    "layout": {"hidden": [16]},
+    "decoder": {"name": "gnet", "settings": {"hidden": [4, 4]}},
+    "algorithm": {"name": "snes", "population_size": 8},
+}
+
+
+def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A deep copy of `base` with each `a__b__c=value` set at raw["a"]["b"]["c"]."""
+    raw = copy.deepcopy(base)
+    for path, value in changes.items():
+        *head, last = path.split("__")
+        d = raw
+        for k in head:
+            d = d.setdefault(k, {})
+        d[last] = value
+    return raw
