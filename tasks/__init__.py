@@ -7,6 +7,8 @@
 - `tasks.digits`: labelled image sets with a fixed train/test split
   (`ImageDataset`), by name from `DATASETS`, `minibatch`, and the training
   augmentations `AUGMENTS` (`augment`).
+- `tasks.glyphs`: letters of many scripts rendered from the DejaVu fonts, split
+  by script for few-shot episodes (`load_glyphs`, `GlyphSet.sample`).
 
 Nothing downloads: every image comes from an installed package. Every random
 function takes an explicit `torch.Generator`, every image is float32 and

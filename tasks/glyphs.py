@@ -3,20 +3,21 @@
 A font set with the shape and protocol of Lake et al.'s (Science 2015)
 one-shot benchmark of handwritten characters: scripts of characters, a fixed
 split of whole scripts into ``background`` (training and evolution),
-``validation`` and ``evaluation``, and few-shot episodes within or across
-scripts. It is built offline from the DejaVu faces that matplotlib ships
-(`FACES`: Sans, Serif and Mono with their bold and oblique variants): one
-*form* of a character is one face's rendering of it, so a character has up to
-twelve hand-designed forms.
+``validation`` and ``evaluation`` (`SPLIT_SCRIPTS`; sizes from
+`glyph_counts`), and few-shot episodes within or across scripts. It is built
+offline from the DejaVu faces that matplotlib ships (`FACES`: Sans, Serif and
+Mono with their bold and oblique variants): one *form* of a character is one
+face's rendering of it, so a character has up to twelve hand-designed forms.
 
 The characters are the letters (Unicode categories Lu, Ll, Lt, Lo) of the
 scripts in `SCRIPTS`, without precomposed or decorated letters (a
 decomposition, or "WITH" in the name), rendered without shaping (so Arabic
-letters take their isolated forms). Forms that render empty are dropped, then
-near-duplicate characters: two characters whose masters correlate above
-`DUPLICATE_CORRELATION` in some face they share (Latin o, Cyrillic о and Greek
-ο; o and O once scaled to fit) are one class, kept in the first script of
-`SCRIPTS`. A character needs `MIN_FORMS` forms to be kept.
+letters take their isolated forms); Latin includes the IPA and historic
+letters. Forms that render empty are dropped, then near-duplicate characters:
+two characters whose masters correlate above `DUPLICATE_CORRELATION` in some
+face they share (Latin o, Cyrillic о and Greek ο; o and O once scaled to fit)
+are one class, kept in the first script of `SCRIPTS`. A character needs
+`MIN_FORMS` forms to be kept.
 
 Masters are rendered once at `MASTER_SIZE` (ink in [0, 1], centred by the
 ink's bounding box and scaled to fit) and cached as one ``.npz`` in
@@ -49,22 +50,14 @@ from torch import Tensor
 from tasks.faces import normalize_images
 from tasks.natural import Device
 
-# Bump when the masters change for the same fonts (rendering, filters, splits).
+# Bump when the cached masters change for the same fonts (rendering, filters, layout).
 VERSION = 1
 SPLITS = ("background", "validation", "evaluation")
-FACES = (
-    "DejaVuSans",
-    "DejaVuSans-Bold",
-    "DejaVuSans-Oblique",
-    "DejaVuSans-BoldOblique",
-    "DejaVuSerif",
-    "DejaVuSerif-Bold",
-    "DejaVuSerif-Italic",
-    "DejaVuSerif-BoldItalic",
-    "DejaVuSansMono",
-    "DejaVuSansMono-Bold",
-    "DejaVuSansMono-Oblique",
-    "DejaVuSansMono-BoldOblique",
+# Three families, each with its bold and slanted variants: one form per face.
+FACES = tuple(
+    f"DejaVu{family}{variant}"
+    for family, slant in (("Sans", "Oblique"), ("Serif", "Italic"), ("SansMono", "Oblique"))
+    for variant in ("", "-Bold", f"-{slant}", f"-Bold{slant}")
 )
 # Script name -> the prefix of its letters' Unicode names. The order is the
 # priority among near-duplicates: the first script keeps the shared shape.
@@ -319,9 +312,10 @@ def _cache_key() -> str:
     import matplotlib
 
     sizes = [(face, (_font_dir() / f"{face}.ttf").stat().st_size) for face in FACES]
-    parts = (VERSION, matplotlib.__version__, sizes, SCRIPTS, MASTER_SIZE, GLYPH_SIZE, RENDER_PX)
-    parts += (MIN_INK, MIN_FORMS, COMPARE_SIZE, DUPLICATE_CORRELATION)
-    return repr(parts)
+    # Python's Unicode tables decide which code points are letters, and of which script.
+    parts = (VERSION, matplotlib.__version__, unicodedata.unidata_version, sizes, SCRIPTS)
+    parts += (MASTER_SIZE, GLYPH_SIZE, RENDER_PX, MIN_INK, MIN_FORMS)
+    return repr((*parts, COMPARE_SIZE, DUPLICATE_CORRELATION))
 
 
 def _cache_path() -> Path:
@@ -347,13 +341,16 @@ def _catalogue(path: str) -> dict[str, np.ndarray]:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             warnings.warn(f"rebuilding the glyph cache {path}: {e}", stacklevel=3)
     cat = _build()
+    folder = os.path.dirname(path)
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         # A temporary file then a rename: a reader never sees half a file.
-        with tempfile.NamedTemporaryFile(
-            dir=os.path.dirname(path), suffix=".npz.tmp", delete=False
-        ) as f:
-            np.savez_compressed(f, key=np.array(key), **cat)
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
+            try:
+                np.savez_compressed(f, key=np.array(key), **cat)
+            except BaseException:
+                os.unlink(f.name)
+                raise
         os.replace(f.name, path)
     except OSError as e:
         warnings.warn(f"could not write the glyph cache {path}: {e}", stacklevel=3)
@@ -384,11 +381,8 @@ def _letters() -> list[tuple[int, int]]:
     for code in sorted(covered):
         ch = chr(code)
         name = unicodedata.name(ch, "")
-        if unicodedata.category(ch) not in ("Lu", "Ll", "Lt", "Lo") or unicodedata.decomposition(
-            ch
-        ):
-            continue
-        if " WITH " in name:
+        letter = unicodedata.category(ch) in ("Lu", "Ll", "Lt", "Lo")
+        if not letter or unicodedata.decomposition(ch) or " WITH " in name:
             continue
         for script, (_, prefix) in enumerate(SCRIPTS.items()):
             if name.startswith(prefix):
