@@ -194,7 +194,8 @@ def load_glyphs(
 
 
 def glyph_counts() -> dict[str, dict[str, int]]:
-    """Per split: the number of scripts, characters and forms (a character's fonts, summed)."""
+    """Per split: the number of scripts, characters and forms (a character's fonts, summed),
+    and the characters of each script (by name)."""
     cat = _catalogue(str(_cache_path()))
     counts = {}
     for split, names in SPLIT_SCRIPTS.items():
@@ -203,6 +204,7 @@ def glyph_counts() -> dict[str, dict[str, int]]:
             "scripts": len(names),
             "characters": int(inside.sum()),
             "forms": int(cat["n_forms"][inside].sum()),
+            **{s: int((cat["scripts"] == list(SCRIPTS).index(s)).sum()) for s in names},
         }
     return counts
 

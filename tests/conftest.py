@@ -33,3 +33,13 @@ def changed(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
             d = d.setdefault(k, {})
         d[last] = value
     return raw
+
+
+def assert_one_line_error(res: Any, *words: str) -> None:
+    """A CLI result that failed with status 2 and one line on stderr naming `words`."""
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert "Traceback" not in res.output
+    for w in words:
+        assert w in lines[0], lines[0]

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from evo.cli import app
@@ -25,15 +26,6 @@ def genome_file(tmp_path_factory):
     res = invoke("create", path, "--input", "8x8", "--hidden", "12", "--output", "10")
     assert res.exit_code == 0, res.output
     return path
-
-
-def assert_one_line_error(res, *words):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_fewshot_prints_the_genome_against_every_baseline(genome_file):

@@ -7,6 +7,7 @@ import json
 import networkx as nx
 import pytest
 import torch
+from conftest import assert_one_line_error
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -29,15 +30,6 @@ def genome_file(tmp_path):
     res = invoke("create", path, *SMALL, "--setting", "hidden=[3,3]", "--setting", "code=gray")
     assert res.exit_code == 0, res.output
     return path
-
-
-def assert_one_line_error(res, *words):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert "Traceback" not in res.output
-    for w in words:
-        assert w in lines[0], lines[0]
 
 
 def test_create_writes_a_loadable_genome(genome_file):

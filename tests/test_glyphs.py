@@ -105,6 +105,7 @@ def test_splits_are_disjoint_by_script_and_class_and_match_the_counts(built):
             "scripts": len(s.group_names),
             "characters": s.n_classes,
             "forms": int(s.n_forms.sum()),
+            **{name: int(n) for name, n in zip(s.group_names, per_script, strict=True)},
         }
     assert counts["evaluation"]["scripts"] >= 3 and counts["evaluation"]["characters"] >= 20
 
