@@ -238,6 +238,9 @@ def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> 
         raise config.ConfigError(
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
+    if (run_dir / CHECKPOINT).is_file():
+        # Refuse an unreadable checkpoint before Ray or the data start.
+        load_checkpoint(run_dir, cfg["algorithm"]["name"])
     if any(v is not None for v in overrides.values()):
         cfg = config.override(cfg, check_init=False, **overrides)
         rundir.write_config(run_dir, cfg)
@@ -268,13 +271,13 @@ def _loop(
     metrics_path = run_dir / rundir.METRICS
     for stale in run_dir.glob(".*.tmp"):  # left by a kill during an atomic write
         stale.unlink()
-    engine: Engine
+    entry = algorithm(cfg["algorithm"]["name"])
+    engine: Engine = build.make_engine(problem, cfg)
+    state = RunState()
     if resume and (run_dir / CHECKPOINT).is_file():
-        engine, saved = load_checkpoint(run_dir, problem)
+        saved_engine, saved = load_checkpoint(run_dir, entry.name)
+        entry.restore_engine(engine, saved_engine)
         state = RunState.from_checkpoint(saved)
-    else:
-        engine = build.make_engine(problem, cfg)
-        state = RunState()
     if archive is not None and state.archive is not None:
         archive.load_state(state.archive)
     start = state.generation
@@ -287,7 +290,7 @@ def _loop(
         state.generation = next_gen
         if archive is not None:
             state.archive = archive.state()
-        save_checkpoint(run_dir, engine, problem, state.to_checkpoint())
+        save_checkpoint(run_dir, entry.name, entry.engine_state(engine), state.to_checkpoint())
 
     with (
         _Interrupt() as interrupt,

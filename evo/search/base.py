@@ -74,6 +74,9 @@ class Algorithm:
     # Evaluates in the main process (no Ray actors, whatever `workers` says).
     in_process: bool = False
     extra: tuple[str, ...] = ()
+    # The searcher's attributes that change as it steps, besides its population,
+    # distribution and optimiser (evo/search/state.py): what a checkpoint keeps.
+    state_attrs: tuple[str, ...] = ("_steps_count",)
 
     def valid_keys(self) -> list[str]:
         keys = {"population_size", *self.defaults, *self.extra}
@@ -122,3 +125,15 @@ class Algorithm:
         from evo.search.engine import EvoEngine
 
         return EvoEngine(problem, self.name, settings)
+
+    def engine_state(self, engine: Any) -> dict[str, Any]:
+        """What a resume needs of `engine`, as tensors and plain values only."""
+        from evo.search.state import searcher_state
+
+        return searcher_state(engine.searcher, self.state_attrs)
+
+    def restore_engine(self, engine: Any, state: dict[str, Any]) -> None:
+        """Put `state` (from `engine_state`) into `engine`, freshly built from the run's config."""
+        from evo.search.state import restore_searcher
+
+        restore_searcher(engine.searcher, self.state_attrs, state)

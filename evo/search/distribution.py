@@ -47,11 +47,19 @@ class Symmetric(Distribution):
 
 
 _GAUSSIAN = {"population_size": 32, "stdev_init": 0.5}
+# EvoTorch's Gaussian searchers keep these besides their distribution and optimiser.
+_STEPS = ("_steps_count", "_first_iter", "_mean_eval")
+# CMA-ES keeps its distribution in attributes of its own: mean, step size,
+# covariance and its factor, evolution paths.
+_CMA_STATE = ("_steps_count", "m", "sigma", "C", "A", "p_sigma", "p_c")
 
-SNES = Distribution("snes", ea.SNES, dict(_GAUSSIAN))
-XNES = Distribution("xnes", ea.XNES, dict(_GAUSSIAN))
+SNES = Distribution("snes", ea.SNES, dict(_GAUSSIAN), state_attrs=_STEPS)
+XNES = Distribution("xnes", ea.XNES, dict(_GAUSSIAN), state_attrs=_STEPS)
 PGPE = Symmetric(
-    "pgpe", ea.PGPE, {**_GAUSSIAN, "center_learning_rate": 0.05, "stdev_learning_rate": 0.1}
+    "pgpe",
+    ea.PGPE,
+    {**_GAUSSIAN, "center_learning_rate": 0.05, "stdev_learning_rate": 0.1},
+    state_attrs=_STEPS,
 )
-CEM = Distribution("cem", ea.CEM, {**_GAUSSIAN, "parenthood_ratio": 0.5})
-CMAES = Distribution("cmaes", ea.CMAES, dict(_GAUSSIAN), scalar_stdev=True)
+CEM = Distribution("cem", ea.CEM, {**_GAUSSIAN, "parenthood_ratio": 0.5}, state_attrs=_STEPS)
+CMAES = Distribution("cmaes", ea.CMAES, dict(_GAUSSIAN), state_attrs=_CMA_STATE, scalar_stdev=True)

@@ -25,6 +25,7 @@ import torch
 
 from evo.problem import GenomeProblem
 from evo.search.base import Algorithm, Engine
+from evo.search.state import plain
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -110,6 +111,17 @@ class Gradient(Algorithm):
         self, problem: GenomeProblem, settings: dict[str, Any], generations: int
     ) -> Engine:
         return GradientEngine(problem, settings, generations=generations)
+
+    def engine_state(self, engine: GradientEngine) -> dict[str, Any]:
+        return {
+            "genome": engine.genome.detach().cpu().clone(),
+            "optimizer": plain(engine.optimizer.state_dict(), "optimizer"),
+        }
+
+    def restore_engine(self, engine: GradientEngine, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            engine.genome.copy_(state["genome"])
+        engine.optimizer.load_state_dict(state["optimizer"])
 
 
 GRADIENT = Gradient(

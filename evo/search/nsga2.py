@@ -127,4 +127,5 @@ GA = Genetic(
     pareto=True,
     has_center=False,
     init_population=True,
+    state_attrs=("_steps_count", "_first_iter"),
 )
