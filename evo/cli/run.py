@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         import evo.config
         from evo.checkpoint import CheckpointError
         from evo.driver import new_run, resume_run
+        from evo.health import SearchDiverged
 
         w = _workers(workers)
         try:
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
                     init=[str(p) for p in init] if init else None,
                 )
                 res = new_run(cfg, out, progress=not quiet)
-        except (evo.config.ConfigError, CheckpointError, FileNotFoundError) as e:
+        except (evo.config.ConfigError, CheckpointError, SearchDiverged, FileNotFoundError) as e:
             fail(str(e))
         _print_result(res)
 

@@ -42,6 +42,18 @@ RESERVED = {
 }
 
 
+def search_stdev(problem: GenomeProblem) -> torch.Tensor:
+    """The per-gene std [D] a search starts from: the decoder's initial std of each gene,
+    where a gene that starts at exactly 0 (std 0, like the direct decoder's biases)
+    takes the mean std of the others, since a zero stdev never moves and SNES and
+    PGPE divide by it."""
+    std = problem.decoder.blocks().std().to(problem.device)
+    positive = std > 0
+    if not bool(positive.any()):
+        raise ValueError(f"decoder {problem.decoder.name!r}: every gene has an initial std of 0")
+    return torch.where(positive, std, std[positive].mean())
+
+
 class Engine(Protocol):
     """Steps a search so that each step is a pure function of (state, seed, generation)."""
 

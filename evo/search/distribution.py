@@ -5,7 +5,8 @@ al., GECCO 2010), PGPE (Sehnke et al., Neural Networks 2010, with ClipUp by
 Toklu et al., PPSN 2020), CEM (Rubinstein, 1999) and CMA-ES (Hansen, 2016), as
 EvoTorch implements them. `stdev_init` is in units of the decoder's per-gene
 initial std (`decoder.blocks().std()`): per gene for SNES, XNES, PGPE and CEM,
-its mean for CMA-ES, which takes a scalar.
+its mean for CMA-ES, which takes a scalar; a gene whose initial std is 0 searches
+at the mean std of the others (`search_stdev`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from evotorch import algorithms as ea
 
-from evo.search.base import Algorithm
+from evo.search.base import Algorithm, search_stdev
 
 if TYPE_CHECKING:
     from evo.problem import GenomeProblem
@@ -28,10 +29,29 @@ class Distribution(Algorithm):
     # Takes one std for every gene (the mean of the per-gene stds).
     scalar_stdev: bool = False
 
+    def check(self, settings: dict[str, Any]) -> None:
+        n = settings["population_size"]
+        if n < 2:
+            raise ValueError(
+                f"algorithm.population_size: {self.name} ranks its samples against each "
+                f"other: must be >= 2, got {n}"
+            )
+        for key in ("stdev_init", "center_learning_rate", "stdev_learning_rate"):
+            v = settings.get(key)
+            if v is not None and not (isinstance(v, int | float) and v > 0):
+                raise ValueError(f"algorithm.{key}: must be a number > 0, got {v!r}")
+        ratio = settings.get("parenthood_ratio")
+        ok = isinstance(ratio, int | float) and 0 < ratio <= 1 and n * ratio >= 2
+        if ratio is not None and not ok:
+            raise ValueError(
+                f"algorithm.parenthood_ratio: must be in (0, 1] and keep at least 2 parents "
+                f"of population_size {n}, got {ratio!r}"
+            )
+
     def build_searcher(self, problem: GenomeProblem, settings: dict[str, Any]) -> Any:
         settings = dict(settings)
         population_size = int(settings.pop("population_size"))
-        std = problem.decoder.blocks().std().to(problem.device)
+        std = search_stdev(problem)
         scale = float(settings.pop("stdev_init"))
         stdev = scale * float(std.mean()) if self.scalar_stdev else scale * std
         return self.cls(problem, popsize=population_size, stdev_init=stdev, **settings)
@@ -42,6 +62,7 @@ class Symmetric(Distribution):
     """PGPE, whose symmetric sampling draws its population in pairs."""
 
     def check(self, settings: dict[str, Any]) -> None:
+        super().check(settings)
         if settings.get("symmetric", True) and settings["population_size"] % 2:
             raise ValueError("algorithm.population_size: must be even for symmetric PGPE")
 
