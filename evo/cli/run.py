@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         """Evolve genomes as a config says, or resume a run."""
         import evo.config
         from evo.checkpoint import CheckpointError
+        from evo.cluster import RayAddressError
         from evo.driver import new_run, resume_run
         from evo.health import SearchDiverged
 
@@ -110,7 +111,13 @@ def register(app: typer.Typer) -> None:
                     init=[str(p) for p in init] if init else None,
                 )
                 res = new_run(cfg, out, progress=not quiet)
-        except (evo.config.ConfigError, CheckpointError, SearchDiverged, FileNotFoundError) as e:
+        except (
+            evo.config.ConfigError,
+            CheckpointError,
+            SearchDiverged,
+            RayAddressError,
+            FileNotFoundError,
+        ) as e:
             fail(str(e))
         _print_result(res)
 

@@ -126,6 +126,9 @@ class Algorithm:
     def check(self, settings: dict[str, Any]) -> None:
         """Raise ValueError("algorithm.KEY: ...") for a setting out of its valid range."""
 
+    def check_genome(self, length: int, settings: dict[str, Any]) -> None:
+        """Raise ValueError where this searcher cannot search a genome of `length` genes."""
+
     def build_searcher(self, problem: GenomeProblem, settings: dict[str, Any]) -> Any:
         """The EvoTorch searcher on `problem` (`settings`: defaults already merged)."""
         raise NotImplementedError(f"{self.name!r} has no EvoTorch searcher")

@@ -28,6 +28,20 @@ class Distribution(Algorithm):
 
     # Takes one std for every gene (the mean of the per-gene stds).
     scalar_stdev: bool = False
+    # Keeps a full covariance (unless its `separable` setting is true): D^2 memory.
+    full_covariance: bool = False
+
+    def check_genome(self, length: int, settings: dict[str, Any]) -> None:
+        if not self.full_covariance or settings.get("separable", False):
+            return
+        if length > MAX_FULL_COVARIANCE_GENES:
+            also = ", or cmaes with separable = true" if self.name == "cmaes" else ""
+            raise ValueError(
+                f"algorithm.name: {self.name} keeps a full covariance of genes x genes (memory "
+                f"grows with D^2, time with D^3), bounded at {MAX_FULL_COVARIANCE_GENES} genes; "
+                f"this genome has {length}. Use snes, pgpe or cem (one std per gene){also}, "
+                "or a decoder with fewer genes (decoder.compression)"
+            )
 
     def check(self, settings: dict[str, Any]) -> None:
         n = settings["population_size"]
@@ -67,6 +81,11 @@ class Symmetric(Distribution):
             raise ValueError("algorithm.population_size: must be even for symmetric PGPE")
 
 
+# A full D x D covariance (XNES, CMA-ES) costs D^2 memory per matrix and D^3 time
+# per decomposition: 2,000 genes is 16 MB a matrix and seconds a generation;
+# 20,000 genes asked CMA-ES for 103 GB.
+MAX_FULL_COVARIANCE_GENES = 2000
+
 _GAUSSIAN = {"population_size": 32, "stdev_init": 0.5}
 # EvoTorch's Gaussian searchers keep these besides their distribution and optimiser.
 _STEPS = ("_steps_count", "_first_iter", "_mean_eval")
@@ -75,7 +94,7 @@ _STEPS = ("_steps_count", "_first_iter", "_mean_eval")
 _CMA_STATE = ("_steps_count", "m", "sigma", "C", "A", "p_sigma", "p_c")
 
 SNES = Distribution("snes", ea.SNES, dict(_GAUSSIAN), state_attrs=_STEPS)
-XNES = Distribution("xnes", ea.XNES, dict(_GAUSSIAN), state_attrs=_STEPS)
+XNES = Distribution("xnes", ea.XNES, dict(_GAUSSIAN), state_attrs=_STEPS, full_covariance=True)
 PGPE = Symmetric(
     "pgpe",
     ea.PGPE,
@@ -83,4 +102,11 @@ PGPE = Symmetric(
     state_attrs=_STEPS,
 )
 CEM = Distribution("cem", ea.CEM, {**_GAUSSIAN, "parenthood_ratio": 0.5}, state_attrs=_STEPS)
-CMAES = Distribution("cmaes", ea.CMAES, dict(_GAUSSIAN), state_attrs=_CMA_STATE, scalar_stdev=True)
+CMAES = Distribution(
+    "cmaes",
+    ea.CMAES,
+    dict(_GAUSSIAN),
+    state_attrs=_CMA_STATE,
+    scalar_stdev=True,
+    full_covariance=True,
+)

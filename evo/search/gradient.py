@@ -100,6 +100,9 @@ class Gradient(Algorithm):
     def check(self, settings: dict[str, Any]) -> None:
         if settings["population_size"] != 1:
             raise ValueError("algorithm.population_size: must be 1 for the gradient optimiser")
+        lr = settings["learning_rate"]
+        if not lr > 0:
+            raise ValueError(f"algorithm.learning_rate: must be a number > 0, got {lr!r}")
         schedule = settings["lr_schedule"]
         if schedule not in LR_SCHEDULES:
             raise ValueError(
