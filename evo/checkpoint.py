@@ -1,23 +1,17 @@
-"""Atomic checkpoints of a run: the engine's full state, the generation, the best so far.
+"""Atomic checkpoints of a run: the searcher's state, the generation, the best so far.
+
+A checkpoint holds tensors and plain values only (numbers, strings, lists,
+dicts), written with `torch.save` and read with `torch.load(weights_only=True)`,
+which builds nothing but those: a file planted in a run directory cannot run
+code on `innate evolve --resume` or `innate report`. The searcher's state is
+what its registry entry extracts (`Algorithm.engine_state`, evo/search/state.py);
+a resume builds the searcher afresh from the run's config and puts the state
+back. Randomness needs no saved state: every generation re-seeds its
+generators from (seed, generation) (evo/search/engine.py).
 
 A checkpoint is written to a temporary file in the run directory, flushed,
 fsynced and renamed over ``checkpoint.pt``, so a run killed at any moment
 leaves either the previous checkpoint or the new one, never half of one.
-
-The engine (an EvoTorch searcher with its distribution, optimizer and
-population, or the gradient optimiser's genome and Adam state) is pickled
-whole, except for the problem it points to: that is stored as a reference
-(`persistent_id`) and replaced by the resumed run's freshly built problem,
-so Ray actor handles and data sets never enter the file. Randomness needs no
-saved state beyond this: every generation re-seeds its generators from
-(seed, generation) (evo/search/engine.py).
-
-Classes are pickled by their module path. Engines that have moved since a
-checkpoint was written are found at their new home through `MOVED`, so runs
-checkpointed before a move still resume.
-
-Checkpoints are pickles: load only those your own runs wrote. Genome files,
-which are meant to be shared, are safetensors (genome/files.py).
 """
 
 from __future__ import annotations
@@ -32,45 +26,26 @@ import torch
 from genome.files import write_atomic
 
 CHECKPOINT = "checkpoint.pt"
-FORMAT = 1
-_PROBLEM = "problem"
-
-# (old module, class) -> new module, for classes that checkpoints name and that moved.
-MOVED = {
-    ("evo.algorithms", "EvoEngine"): "evo.search.engine",
-    ("evo.algorithms", "NSGA2"): "evo.search.nsga2",
-    ("evo.gradient", "GradientEngine"): "evo.search.gradient",
-}
+KIND = "innate-checkpoint"
+# 1: a pickle of the searcher (innate 0.1 before hardening), no longer read. 2: state only.
+VERSION = 2
 
 
-class _Pickler(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, problem: Any):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self._problem = problem
-
-    def persistent_id(self, obj: Any) -> str | None:
-        return _PROBLEM if obj is self._problem else None
+class CheckpointError(ValueError):
+    """A checkpoint this version cannot read; the message says why and what to do."""
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, problem: Any):
-        super().__init__(file)
-        self._problem = problem
-
-    def persistent_load(self, pid: Any) -> Any:
-        if pid != _PROBLEM:
-            raise pickle.UnpicklingError(f"unknown reference {pid!r} in checkpoint")
-        return self._problem
-
-    def find_class(self, module: str, name: str) -> Any:
-        return super().find_class(MOVED.get((module, name), module), name)
-
-
-def save_checkpoint(run_dir: Path, engine: Any, problem: Any, state: dict[str, Any]) -> Path:
-    """Write the engine (minus `problem`) and the driver's `state` to run_dir/checkpoint.pt."""
-    buf = io.BytesIO()
-    _Pickler(buf, problem).dump(engine)
-    payload = {"format": FORMAT, "engine": buf.getvalue(), **state}
+def save_checkpoint(
+    run_dir: Path, algorithm: str, engine: dict[str, Any], state: dict[str, Any]
+) -> Path:
+    """Write the searcher's state `engine` and the driver's `state` to run_dir/checkpoint.pt."""
+    payload = {
+        "format": KIND,
+        "version": VERSION,
+        "algorithm": algorithm,
+        "engine": engine,
+        **state,
+    }
     out = io.BytesIO()
     torch.save(payload, out)
     path = Path(run_dir) / CHECKPOINT
@@ -78,21 +53,47 @@ def save_checkpoint(run_dir: Path, engine: Any, problem: Any, state: dict[str, A
     return path
 
 
-def load_checkpoint(run_dir: Path, problem: Any) -> tuple[Any, dict[str, Any]]:
-    """The engine, bound to `problem`, and the driver's state from run_dir/checkpoint.pt."""
+def read_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The whole payload of run_dir/checkpoint.pt, read without running anything in it."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an innate checkpoint of format {FORMAT}")
-    engine = _Unpickler(io.BytesIO(payload.pop("engine")), problem).load()
-    payload.pop("format")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: not an innate checkpoint of version {VERSION} (tensors and plain values "
+            f"only), so it was not loaded: {first[:200]}"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") not in (KIND, 1):
+        raise CheckpointError(f"{path}: not an innate checkpoint")
+    version = payload.get("version", payload["format"])
+    if version != VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint version {version} (a pickle of the searcher) is no longer "
+            f"read, as loading it could run code; this version reads version {VERSION}. "
+            "Restart the run, or finish it with the innate version that wrote it"
+        )
+    return payload
+
+
+def load_checkpoint(run_dir: Path, algorithm: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The searcher's state and the driver's state from run_dir/checkpoint.pt."""
+    payload = read_checkpoint(run_dir)
+    if payload["algorithm"] != algorithm:
+        raise CheckpointError(
+            f"{Path(run_dir) / CHECKPOINT}: written by algorithm {payload['algorithm']!r}, "
+            f"but the run's config says {algorithm!r}"
+        )
+    engine = payload.pop("engine")
+    for key in ("format", "version", "algorithm"):
+        payload.pop(key)
     return engine, payload
 
 
 def read_state(run_dir: Path) -> dict[str, Any]:
-    """The driver's state of a checkpoint without rebuilding its engine (for reports)."""
-    payload = torch.load(Path(run_dir) / CHECKPOINT, map_location="cpu", weights_only=False)
+    """The driver's state of a checkpoint (generation, best so far), for reports."""
+    payload = read_checkpoint(run_dir)
     payload.pop("engine", None)
     return payload

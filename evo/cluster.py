@@ -7,6 +7,32 @@ Ray for the process. Settings never reach algorithm code.
 from __future__ import annotations
 
 import os
+import socket
+
+# How long a cluster's address may take to answer before the run gives up on it.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class RayAddressError(ConnectionError):
+    """Nothing answers at the Ray address the run was given."""
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise RayAddressError unless something listens at `address` ("host:port" or
+    "ray://host:port"; "auto" is Ray's own to find), within `timeout` seconds:
+    Ray itself would wait minutes before it says so."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise RayAddressError(
+            f"address {address!r}: no Ray cluster answers there ({why} within {timeout:g} s); "
+            "start its head with `ray start --head`, or give its address (host:port or auto)"
+        ) from None
 
 
 def keep_ray_local() -> None:
@@ -34,6 +60,7 @@ def connect_ray(address: str, workers: int | str) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        check_address(address)
         ray.init(address=address, log_to_driver=False)
     else:
         keep_ray_local()

@@ -66,7 +66,7 @@ else:  # pragma: no cover
 
 import tomli_w
 
-from evo import sections
+from evo import search, sections
 from evo.objectives import OBJECTIVES
 from evo.sections import ConfigError, fail
 
@@ -129,6 +129,21 @@ def resolve(
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
+    n = cfg["algorithm"]["population_size"]
+    for what, size in (("genes", decoder.genome_length()), ("weights", decoder.layout.n_params)):
+        if n * size > sections.MAX_POPULATION_ELEMENTS:
+            fail(
+                source,
+                "algorithm.population_size",
+                f"{n} genomes of {size} {what} hold {n * size} numbers, above the bound of "
+                f"{sections.MAX_POPULATION_ELEMENTS}; make the population or the layout smaller",
+            )
+    try:
+        search.algorithm(cfg["algorithm"]["name"]).check_genome(
+            decoder.genome_length(), cfg["algorithm"]
+        )
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
     if cfg["init"] and check_init:
         cfg["init"] = [str(Path(p).expanduser().resolve()) for p in cfg["init"]]
         build.load_init(cfg, source)

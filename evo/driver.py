@@ -17,8 +17,6 @@ import csv
 import dataclasses
 import hashlib
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,8 @@ import torch
 from evo import build, config, rundir
 from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from evo.cluster import connect_ray
+from evo.console import Interrupt, progress_bar
+from evo.health import SearchDiverged, divergence
 from evo.problem import GenomeProblem
 from evo.search import Engine, algorithm
 from evo.search.archive import ParetoArchive
@@ -169,51 +169,6 @@ def _test(problem: GenomeProblem, genome: torch.Tensor) -> dict[str, float]:
     return out
 
 
-class _Interrupt:
-    """First SIGINT asks the loop to checkpoint and stop; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
-
-    def __enter__(self) -> _Interrupt:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn("[bold]gen"),
-        MofNCompleteColumn(),
-        BarColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True) -> RunResult:
     """Start a run of a resolved config in a fresh directory under `out`."""
     if build.batch_schedule(cfg) is not None and cfg["batch_ramp"] is None:
@@ -238,6 +193,9 @@ def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> 
         raise config.ConfigError(
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
+    if (run_dir / CHECKPOINT).is_file():
+        # Refuse an unreadable checkpoint before Ray or the data start.
+        load_checkpoint(run_dir, cfg["algorithm"]["name"])
     if any(v is not None for v in overrides.values()):
         cfg = config.override(cfg, check_init=False, **overrides)
         rundir.write_config(run_dir, cfg)
@@ -268,13 +226,13 @@ def _loop(
     metrics_path = run_dir / rundir.METRICS
     for stale in run_dir.glob(".*.tmp"):  # left by a kill during an atomic write
         stale.unlink()
-    engine: Engine
+    entry = algorithm(cfg["algorithm"]["name"])
+    engine: Engine = build.make_engine(problem, cfg)
+    state = RunState()
     if resume and (run_dir / CHECKPOINT).is_file():
-        engine, saved = load_checkpoint(run_dir, problem)
+        saved_engine, saved = load_checkpoint(run_dir, entry.name)
+        entry.restore_engine(engine, saved_engine)
         state = RunState.from_checkpoint(saved)
-    else:
-        engine = build.make_engine(problem, cfg)
-        state = RunState()
     if archive is not None and state.archive is not None:
         archive.load_state(state.archive)
     start = state.generation
@@ -282,16 +240,17 @@ def _loop(
     total = cfg["generations"]
     eval_every, ckpt_every = cfg["eval_every"], cfg["checkpoint_every"]
     done = start
+    diverged = None
 
     def checkpoint(next_gen: int) -> None:
         state.generation = next_gen
         if archive is not None:
             state.archive = archive.state()
-        save_checkpoint(run_dir, engine, problem, state.to_checkpoint())
+        save_checkpoint(run_dir, entry.name, entry.engine_state(engine), state.to_checkpoint())
 
     with (
-        _Interrupt() as interrupt,
-        _progress(progress) as bar,
+        Interrupt() as interrupt,
+        progress_bar(progress) as bar,
         open(metrics_path, "a", newline="") as f,
     ):
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
@@ -310,6 +269,10 @@ def _loop(
                 if interrupt.requested:
                     break
                 raise
+            center = engine.center() if entry.has_center else None
+            diverged = divergence(gen, values, evals, center, problem.eval_columns)
+            if diverged is not None:
+                break  # nothing of this generation is kept: no row, no champion, no checkpoint
             dt = time.perf_counter() - t0
             state.wall_s += dt
             row = {"generation": gen, **_generation_row(problem, evals)}
@@ -332,7 +295,14 @@ def _loop(
                 checkpoint(done)
             if interrupt.requested:
                 break
-    return _finish(cfg, run_dir, problem, engine, done, state, interrupt.requested, archive)
+    stopped = interrupt.requested or diverged is not None
+    result = _finish(cfg, run_dir, problem, engine, done, state, stopped, archive)
+    if diverged is not None:
+        kept = [f"best genome so far: {result.best_path}"] if result.best_path else []
+        if (run_dir / CHECKPOINT).is_file():
+            kept.append(f"last checkpoint: generation {state.generation}")
+        raise SearchDiverged(f"{diverged}. The run stopped ({'; '.join(kept) or 'nothing kept'})")
+    return result
 
 
 def _finish(
@@ -372,7 +342,7 @@ def _finish(
             {**lineage, "generation": best.generation},
         )
     center = engine.center() if algorithm(cfg["algorithm"]["name"]).has_center else None
-    if center is not None and generation > 0:
+    if center is not None and generation > 0 and bool(torch.isfinite(center).all()):
         # The champion won on one noisy minibatch; the mean is where the search went.
         evals = _evals_of(problem, center, generation - 1)[0]
         rundir.write_genome(

@@ -3,7 +3,7 @@
     config.toml     the resolved config (all `--resume` needs)
     init/*.genome   copies of the genomes the run started from, if any (`init`)
     metrics.csv     one row per generation (evo/driver.py, `metric_columns`)
-    checkpoint.pt   engine state, next generation, best so far (evo/checkpoint.py)
+    checkpoint.pt   searcher state, next generation, best so far (evo/checkpoint.py)
     best.genome     the best genome so far, with fitness and lineage
     center.genome   the search distribution's mean at the end (searchers with a centre)
     pareto/*.genome the final non-dominated set (Pareto mode)

@@ -48,6 +48,17 @@ SECTIONS = {
 }
 
 
+# Upper bounds on sizes, far above any run this machine or a cluster node can hold,
+# so that a typo (an extra zero or three) is refused here rather than by the
+# allocator, minutes in, or by a crash.
+MAX_BATCH_SIZE = 1 << 20
+MAX_POPULATION = 1 << 16
+MAX_WIDTH = 1 << 16  # units of a layout's or a decoder's hidden layer
+MAX_SEED = (1 << 63) - 1
+MAX_POPULATION_ELEMENTS = 1 << 31  # numbers in a population's genomes or networks: 8 GiB
+DEVICE_TYPES = ("cpu", "cuda")
+
+
 class ConfigError(ValueError):
     """A config fault, naming the file, the field and what would be valid."""
 
@@ -63,9 +74,10 @@ def check_keys(source: str, where: str, got: dict[str, Any], valid: list[str]) -
         fail(source, name, f"unknown key(s) {unknown}; valid keys: {', '.join(sorted(valid))}")
 
 
-def integer(source: str, field: str, v: Any, lo: int = 0) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-        fail(source, field, f"must be an integer >= {lo}, got {v!r}")
+def integer(source: str, field: str, v: Any, lo: int = 0, hi: int | None = None) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+        valid = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+        fail(source, field, f"must be an integer {valid}, got {v!r}")
     return v
 
 
@@ -84,12 +96,16 @@ def choice(source: str, field: str, v: Any, valid: Any) -> str:
 def top(raw: dict[str, Any], source: str) -> dict[str, Any]:
     """The top-level keys (seed, generations, batch sizes, workers, device, init)."""
     cfg: dict[str, Any] = {**TOP, **{k: v for k, v in raw.items() if k in TOP}}
-    for k in ("generations", "batch_size", "eval_every", "checkpoint_every"):
+    for k in ("generations", "eval_every", "checkpoint_every"):
         cfg[k] = integer(source, k, cfg[k], lo=1)
-    cfg["seed"] = integer(source, "seed", cfg["seed"])
-    for k in ("final_batch_size", "batch_ramp"):
-        if cfg[k] is not None:
-            cfg[k] = integer(source, k, cfg[k], lo=1)
+    cfg["batch_size"] = integer(source, "batch_size", cfg["batch_size"], lo=1, hi=MAX_BATCH_SIZE)
+    cfg["seed"] = integer(source, "seed", cfg["seed"], hi=MAX_SEED)
+    if cfg["final_batch_size"] is not None:
+        cfg["final_batch_size"] = integer(
+            source, "final_batch_size", cfg["final_batch_size"], lo=1, hi=MAX_BATCH_SIZE
+        )
+    if cfg["batch_ramp"] is not None:
+        cfg["batch_ramp"] = integer(source, "batch_ramp", cfg["batch_ramp"], lo=1)
     if cfg["batch_ramp"] is not None and cfg["final_batch_size"] is None:
         fail(source, "batch_ramp", "sets how the batch grows: give final_batch_size too")
     if cfg["final_batch_size"] is not None and cfg["final_batch_size"] < cfg["batch_size"]:
@@ -112,15 +128,24 @@ def top(raw: dict[str, Any], source: str) -> dict[str, Any]:
             f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
         )
     cfg["init"] = init_paths(source, cfg["init"])
-    try:
-        torch.device(cfg["device"])
-    except (RuntimeError, TypeError):
-        fail(
-            source,
-            "device",
-            f'must be a torch device such as "cpu" or "cuda", got {cfg["device"]!r}',
-        )
+    device(cfg["device"], source)
     return cfg
+
+
+def device(name: Any, source: str) -> None:
+    """`device`: the CPU, or a CUDA device this machine has."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        fail(source, "device", f'must be "cpu" or "cuda" (or "cuda:N"), got {name!r}')
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            fail(source, "device", f'{name!r}, but this machine has no CUDA device; use "cpu"')
+        if dev.index is not None and dev.index >= count:
+            fail(source, "device", f"{name!r}, but this machine has {count} CUDA device(s)")
 
 
 def task(task: dict[str, Any], source: str) -> None:
@@ -151,6 +176,11 @@ def task(task: dict[str, Any], source: str) -> None:
             f"must be a list of {len(objs)} numbers (one per objective), got {w!r}",
         )
     task["weights"] = [number(source, f"task.weights[{i}]", x) for i, x in enumerate(w)]
+    for i, x in enumerate(task["weights"]):
+        if x < 0:
+            fail(source, f"task.weights[{i}]", f"must be >= 0 (objectives are minimised), got {x}")
+    if not any(task["weights"]):
+        fail(source, "task.weights", "must have at least one weight > 0, got all zero")
 
 
 def objectives(task: dict[str, Any], tables: Any, source: str) -> dict[str, dict[str, Any]]:
@@ -222,7 +252,7 @@ def algorithm(raw: Any, source: str) -> dict[str, Any]:
         if kind == "str" and not isinstance(v, str):
             fail(source, f"algorithm.{k}", f"must be a string, got {v!r}")
     settings["population_size"] = integer(
-        source, "algorithm.population_size", settings["population_size"], lo=1
+        source, "algorithm.population_size", settings["population_size"], lo=1, hi=MAX_POPULATION
     )
     try:
         entry.check(settings)
@@ -292,16 +322,34 @@ def archive(cfg: dict[str, Any], source: str) -> None:
 
 def layout(lay: dict[str, Any], source: str) -> None:
     if not isinstance(lay["hidden"], list) or not all(
-        isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in lay["hidden"]
+        isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= MAX_WIDTH
+        for h in lay["hidden"]
     ):
-        fail(source, "layout.hidden", f"must be a list of positive integers, got {lay['hidden']!r}")
+        fail(
+            source,
+            "layout.hidden",
+            f"must be a list of integers from 1 to {MAX_WIDTH}, got {lay['hidden']!r}",
+        )
 
 
 def decoder(dec: dict[str, Any], source: str) -> None:
     choice(source, "decoder.name", dec["name"], list(DECODERS))
     dec["compression"] = number(source, "decoder.compression", dec["compression"])
+    if dec["compression"] < 0:
+        fail(
+            source,
+            "decoder.compression",
+            f"must be 0 (off) or a ratio > 0, got {dec['compression']}",
+        )
     if not isinstance(dec["settings"], dict):
         fail(source, "decoder.settings", "must be a table of the decoder's settings")
+    hidden = dec["settings"].get("hidden")
+    if isinstance(hidden, list) and any(
+        isinstance(h, int) and not isinstance(h, bool) and h > MAX_WIDTH for h in hidden
+    ):
+        fail(
+            source, "decoder.settings.hidden", f"widths must be at most {MAX_WIDTH}, got {hidden!r}"
+        )
 
 
 def init_paths(source: str, v: Any) -> list[str]:

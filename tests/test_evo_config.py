@@ -65,7 +65,7 @@ def _with(**changes):
         ),
         (
             _with(device="gpu"),
-            r"device: must be a torch device such as \"cpu\" or \"cuda\", got 'gpu'",
+            r"device: must be \"cpu\" or \"cuda\" \(or \"cuda:N\"\), got 'gpu'",
         ),
         (
             _with(task__mode="pareto"),
@@ -78,14 +78,17 @@ def _with(**changes):
         (_with(decoder__name="brain"), r"decoder.name: 'brain' is not valid; valid values: gnet"),
         (_with(workers=-1), r"workers: must be an integer >= 0 or \"max\""),
         (_with(generations=0), r"generations: must be an integer >= 1"),
-        (_with(final_batch_size=0), r"final_batch_size: must be an integer >= 1, got 0"),
+        (
+            _with(final_batch_size=0),
+            r"final_batch_size: must be an integer from 1 to 1048576, got 0",
+        ),
         (_with(batch_ramp=2.5), r"batch_ramp: must be an integer >= 1, got 2.5"),
         (_with(batch_ramp=100), r"batch_ramp: sets how the batch grows: give final_batch_size"),
         (
             _with(batch_size=64, final_batch_size=32),
             r"final_batch_size: the batch only grows: must be >= batch_size \(64\), got 32",
         ),
-        (_with(layout__hidden=[0]), r"layout.hidden: must be a list of positive integers"),
+        (_with(layout__hidden=[0]), r"layout.hidden: must be a list of integers from 1 to 65536"),
         (
             _with(archive__batch_size=512),
             r'archive.batch_size: keeps a Pareto front: needs task.mode = "pareto"',

@@ -78,7 +78,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evolve genomes as a config says, or resume a run."""
         import evo.config
+        from evo.checkpoint import CheckpointError
+        from evo.cluster import RayAddressError
         from evo.driver import new_run, resume_run
+        from evo.health import SearchDiverged
 
         w = _workers(workers)
         try:
@@ -108,7 +111,13 @@ def register(app: typer.Typer) -> None:
                     init=[str(p) for p in init] if init else None,
                 )
                 res = new_run(cfg, out, progress=not quiet)
-        except (evo.config.ConfigError, FileNotFoundError) as e:
+        except (
+            evo.config.ConfigError,
+            CheckpointError,
+            SearchDiverged,
+            RayAddressError,
+            FileNotFoundError,
+        ) as e:
             fail(str(e))
         _print_result(res)
 
@@ -118,13 +127,14 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Redraw a run's plot and print its summary."""
+        from evo.checkpoint import CheckpointError
         from evo.report import plot_run, summary
         from genome.files import GenomeFileError
 
         try:
             png = plot_run(run_dir)
             s = summary(run_dir)
-        except (FileNotFoundError, GenomeFileError) as e:
+        except (FileNotFoundError, GenomeFileError, CheckpointError) as e:
             fail(str(e))
         if as_json:
             typer.echo(json.dumps({**s, "plot": str(png)}, indent=2))

@@ -42,6 +42,18 @@ RESERVED = {
 }
 
 
+def search_stdev(problem: GenomeProblem) -> torch.Tensor:
+    """The per-gene std [D] a search starts from: the decoder's initial std of each gene,
+    where a gene that starts at exactly 0 (std 0, like the direct decoder's biases)
+    takes the mean std of the others, since a zero stdev never moves and SNES and
+    PGPE divide by it."""
+    std = problem.decoder.blocks().std().to(problem.device)
+    positive = std > 0
+    if not bool(positive.any()):
+        raise ValueError(f"decoder {problem.decoder.name!r}: every gene has an initial std of 0")
+    return torch.where(positive, std, std[positive].mean())
+
+
 class Engine(Protocol):
     """Steps a search so that each step is a pure function of (state, seed, generation)."""
 
@@ -74,6 +86,9 @@ class Algorithm:
     # Evaluates in the main process (no Ray actors, whatever `workers` says).
     in_process: bool = False
     extra: tuple[str, ...] = ()
+    # The searcher's attributes that change as it steps, besides its population,
+    # distribution and optimiser (evo/search/state.py): what a checkpoint keeps.
+    state_attrs: tuple[str, ...] = ("_steps_count",)
 
     def valid_keys(self) -> list[str]:
         keys = {"population_size", *self.defaults, *self.extra}
@@ -111,6 +126,9 @@ class Algorithm:
     def check(self, settings: dict[str, Any]) -> None:
         """Raise ValueError("algorithm.KEY: ...") for a setting out of its valid range."""
 
+    def check_genome(self, length: int, settings: dict[str, Any]) -> None:
+        """Raise ValueError where this searcher cannot search a genome of `length` genes."""
+
     def build_searcher(self, problem: GenomeProblem, settings: dict[str, Any]) -> Any:
         """The EvoTorch searcher on `problem` (`settings`: defaults already merged)."""
         raise NotImplementedError(f"{self.name!r} has no EvoTorch searcher")
@@ -122,3 +140,15 @@ class Algorithm:
         from evo.search.engine import EvoEngine
 
         return EvoEngine(problem, self.name, settings)
+
+    def engine_state(self, engine: Any) -> dict[str, Any]:
+        """What a resume needs of `engine`, as tensors and plain values only."""
+        from evo.search.state import searcher_state
+
+        return searcher_state(engine.searcher, self.state_attrs)
+
+    def restore_engine(self, engine: Any, state: dict[str, Any]) -> None:
+        """Put `state` (from `engine_state`) into `engine`, freshly built from the run's config."""
+        from evo.search.state import restore_searcher
+
+        restore_searcher(engine.searcher, self.state_attrs, state)

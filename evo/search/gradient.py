@@ -25,6 +25,7 @@ import torch
 
 from evo.problem import GenomeProblem
 from evo.search.base import Algorithm, Engine
+from evo.search.state import plain
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -99,6 +100,9 @@ class Gradient(Algorithm):
     def check(self, settings: dict[str, Any]) -> None:
         if settings["population_size"] != 1:
             raise ValueError("algorithm.population_size: must be 1 for the gradient optimiser")
+        lr = settings["learning_rate"]
+        if not lr > 0:
+            raise ValueError(f"algorithm.learning_rate: must be a number > 0, got {lr!r}")
         schedule = settings["lr_schedule"]
         if schedule not in LR_SCHEDULES:
             raise ValueError(
@@ -110,6 +114,17 @@ class Gradient(Algorithm):
         self, problem: GenomeProblem, settings: dict[str, Any], generations: int
     ) -> Engine:
         return GradientEngine(problem, settings, generations=generations)
+
+    def engine_state(self, engine: GradientEngine) -> dict[str, Any]:
+        return {
+            "genome": engine.genome.detach().cpu().clone(),
+            "optimizer": plain(engine.optimizer.state_dict(), "optimizer"),
+        }
+
+    def restore_engine(self, engine: GradientEngine, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            engine.genome.copy_(state["genome"])
+        engine.optimizer.load_state_dict(state["optimizer"])
 
 
 GRADIENT = Gradient(

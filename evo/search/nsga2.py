@@ -24,7 +24,7 @@ import torch
 from evotorch import algorithms as ea
 from evotorch import operators as eo
 
-from evo.search.base import Algorithm
+from evo.search.base import Algorithm, search_stdev
 from evo.search.pareto import crowding_distance
 
 if TYPE_CHECKING:
@@ -71,6 +71,8 @@ def check_ga(settings: dict[str, Any]) -> None:
             bad(key, "a number")
         return float(v)
 
+    if settings["population_size"] < 2:
+        bad("population_size", "an integer >= 2 (crossover needs two parents)")
     if not 0.0 <= number("mutation_probability") <= 1.0:
         bad("mutation_probability", "a number in [0, 1]")
     if not number("mutation_stdev") > 0.0:
@@ -97,7 +99,7 @@ class Genetic(Algorithm):
         settings = dict(settings)
         check_ga(settings)
         population_size = int(settings.pop("population_size"))
-        std = problem.decoder.blocks().std().to(problem.device)
+        std = search_stdev(problem)
         operators = [
             eo.SimulatedBinaryCrossOver(
                 problem,
@@ -127,4 +129,5 @@ GA = Genetic(
     pareto=True,
     has_center=False,
     init_population=True,
+    state_attrs=("_steps_count", "_first_iter"),
 )
