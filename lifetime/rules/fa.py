@@ -28,8 +28,9 @@ FEEDBACK = ("fa", "weights")
 
 class FeedbackAlignment(Rule):
     name = "fa"
-    default_lr = 0.5
-    default_steps = 10
+    # Chosen on validation-script glyph episodes (bench/results/fewshot.py tune), linear head.
+    default_lr = 0.03
+    default_steps = 30
     defaults: ClassVar[dict[str, Any]] = {"feedback": "fa", "seed": 0}
 
     def _validate(self, settings: dict[str, Any]) -> dict[str, Any]:

@@ -33,8 +33,9 @@ from lifetime.rules.base import Net, Rule
 
 class Hebbian(Rule):
     name = "hebbian"
-    default_lr = 0.5
-    default_steps = 1
+    # Chosen on validation-script glyph episodes (bench/results/fewshot.py tune), linear head.
+    default_lr = 0.03
+    default_steps = 10
     # (A, B, C, D) of the new head, and of the body's layers: one row for all, or
     # one per hidden layer. The body stays as it was born unless told otherwise.
     defaults: ClassVar[dict[str, Any]] = {

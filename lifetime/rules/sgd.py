@@ -17,8 +17,9 @@ from lifetime.rules.base import Net, Rule, loss
 
 class SGD(Rule):
     name = "sgd"
-    default_lr = 0.5
-    default_steps = 10
+    # Chosen on validation-script glyph episodes (bench/results/fewshot.py tune), linear head.
+    default_lr = 0.03
+    default_steps = 30
 
     def _update(self, net: Net, x: Tensor, y: Tensor, way: int, step: int, state: Any) -> Net:
         with torch.enable_grad():
