@@ -113,3 +113,13 @@ def test_a_users_npz_serves_episodes(genome_file, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["methods"]["pixel"]["n"] == 4
+
+
+def test_eqprop_on_a_deep_body_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "deep.genome"
+    res = invoke(
+        "create", path, "--input", "8x8", "--hidden", "12", "--hidden", "12", "--output", "10"
+    )
+    assert res.exit_code == 0, res.output
+    res = invoke("fewshot", path, *QUICK, "--rule", "eqprop", "--head", "all")
+    assert_one_line_error(res, "at most one hidden layer", "linear")

@@ -299,7 +299,7 @@ def test_random_genomes_and_kaiming_bodies_are_seeded():
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_adapting_all_in_the_span_of_the_inputs_equals_adapting_every_weight(name):
     """The `all` head's reduced coordinates give the same networks and logits (float64)."""
-    layout = Layout.build((5, 6), [7, 6], 2)
+    layout = Layout.build((5, 6), [7] if name == "eqprop" else [7, 6], 2)
     body = kaiming_bodies(layout, 2, torch.Generator().manual_seed(6), dtype=torch.float64)
     eps = toy_episodes(e=3, side=6, noise=1.0)
     settings = {"hidden": [0.5, 0.1, -0.2, 0.05]} if name == "hebbian" else {}
@@ -313,6 +313,15 @@ def test_adapting_all_in_the_span_of_the_inputs_equals_adapting_every_weight(nam
         torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-10)
     q = eps.query_x[:, :, :5]
     torch.testing.assert_close(reduced.logits(q), full.logits(q), rtol=1e-9, atol=1e-10)
+
+
+def test_eqprop_refuses_to_adapt_a_body_with_two_hidden_layers():
+    """Its free fixed point would not be the feedforward network that is scored."""
+    net = tiny_net(sizes=(6, 5, 4, 3))
+    x, y = easy_support()
+    with pytest.raises(ValueError, match="at most one hidden layer, got 2"):
+        make_rule("eqprop").adapt(net, x, y, 3)
+    make_rule("eqprop", steps=1).adapt(tiny_net(sizes=(6, 5, 3)), x, y, 3)
 
 
 def test_the_pretrained_body_learns_its_background_classes():

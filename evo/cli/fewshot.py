@@ -83,6 +83,11 @@ def register(app: typer.Typer) -> None:
         except (ValueError, TypeError) as e:
             fail(str(e))
         gf = _load(genome, max_params)
+        if head == "all":
+            try:
+                learner.check_layers(gf.layout.n_layers)
+            except ValueError as e:
+                fail(str(e))
         phenotype = gf.decoder.decode(gf.genome[None].to(device))
         size = gf.layout.input_shape
         try:

@@ -97,6 +97,10 @@ class Rule(ABC):
         """
         return True
 
+    def check_layers(self, n_layers: int) -> None:
+        """Raise ValueError, naming what is valid, if the rule cannot adapt nets this deep."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {"rule": self.name, "lr": self.lr, "steps": self.steps, **self.settings}
 
@@ -112,6 +116,7 @@ class Rule(ABC):
             raise ValueError(f"labels must be in [0, {way}), got {y.min()}..{y.max()}")
         if net.weights[-1].shape[1] != way:
             raise ValueError(f"the nets have {net.weights[-1].shape[1]} outputs for {way} classes")
+        self.check_layers(net.n_layers)
         x = x.to(net.weights[0].dtype)
         state = self._start(net, x, y, way)
         for step in range(self.steps):

@@ -26,6 +26,13 @@ on average), ``symmetric`` (phases at +beta and -beta, the contrast divided by
 largest feedforward activation of their layer (Laborieux et al. bound them with
 a hard sigmoid): the bound never binds on the feedforward pass, and it keeps the
 energy bounded below when the feedback between hidden layers grows strong.
+
+`adapt` takes networks with at most one hidden layer, where the free fixed point
+is the feedforward pass, so the network that learns is the one that is scored
+and exported. With two or more, the fixed point moves away from the feedforward
+pass as soon as the hidden layers feed back (and with Kaiming-scale weights the
+states run to their bounds: 64 -> 64 -> 64 -> 10 on scikit-learn's digits
+trained to chance), so those are refused; `gradient` itself handles any depth.
 """
 
 from __future__ import annotations
@@ -163,6 +170,15 @@ class EqProp(Rule):
             w_out = w_out + error.transpose(1, 2) @ top
             b_out = b_out + error.sum(dim=1)
         return [*dw, w_out], [*db, b_out]
+
+    def check_layers(self, n_layers: int) -> None:
+        if n_layers > 2:
+            raise ValueError(
+                f"rule 'eqprop' adapts networks with at most one hidden layer, got "
+                f"{n_layers - 1}: deeper, its free fixed point is not the feedforward "
+                "network that is scored and exported; use the linear or prototype head, "
+                "or another rule (sgd, fa, hebbian)"
+            )
 
     def _update(self, net: Net, x: Tensor, y: Tensor, way: int, step: int, state: Any) -> Net:
         dw, db = self.gradient(net, x, y, way, step)
