@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from genome.files import write_atomic
 from genome.graph import strongest_edges
 from genome.phenotype import Phenotype
+from genome.selectivity import Selectivity, ranked_units, top_images
 
 CMAP = "RdBu_r"
 
@@ -126,4 +127,55 @@ def plot_wiring(phenotype: Phenotype, i: int, path: str | os.PathLike, keep: flo
     ax.set_zlabel("z")
     ax.set_title(f"strongest {keep:.0%} of connections (red +, blue -)")
     ax.legend(loc="upper left", fontsize=7)
+    return _save(fig, path)
+
+
+def plot_face_units(
+    phenotype: Phenotype,
+    i: int,
+    sel: Selectivity,
+    stimuli: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    top: int = 8,
+    k: int = 16,
+) -> Path:
+    """The first hidden layer's most face-selective units of individual i, one row each:
+    its receptive field, the mean of the k stimuli that drive it most, and four of them.
+
+    Units are sorted by the test (selective first) and then by face-selectivity
+    index, so the rows read from the most face-like preference down; the mean
+    of the top-driving images shows what a field of bit stripes responds to.
+    """
+    i = _individual(phenotype, i)
+    if top < 1 or k < 1:
+        raise ValueError(f"top and k must be >= 1, got {top} and {k}")
+    units = [u for layer, u in ranked_units(sel, i) if layer == 0][:top]
+    images = torch.cat(list(stimuli.values())).to(phenotype.device)
+    names = [c for c, x in stimuli.items() for _ in range(len(x))]
+    best = top_images(phenotype, images, 0, torch.tensor(units), i, k).cpu()
+    images = images.float().cpu()
+    rows, cols = phenotype.layout.input_shape
+    w = phenotype.weights[0][i].detach().float().cpu()
+    shown = min(4, best.shape[1])
+    fig = Figure(figsize=(1.4 * (2 + shown), 1.5 * len(units)))
+    for r, unit in enumerate(units):
+        field = w[unit].reshape(rows, cols)
+        panels = [
+            (field, CMAP, _limit(field), f"unit {unit}: FSI {float(sel.fsi[0][i, unit]):+.2f}")
+        ]
+        mean = images[best[r]].mean(dim=0)
+        panels.append((mean, "gray", None, f"mean of top {best.shape[1]}"))
+        panels += [(images[j], "gray", None, names[j]) for j in best[r, :shown].tolist()]
+        for c, (img, cmap, lim, title) in enumerate(panels):
+            ax = fig.add_subplot(len(units), len(panels), r * len(panels) + c + 1)
+            kw = {"vmin": -lim, "vmax": lim} if lim is not None else {}
+            ax.imshow(img.numpy(), cmap=cmap, interpolation="nearest", **kw)
+            ax.set_title(
+                title + (" *" if c == 0 and bool(sel.selective[0][i, unit]) else ""), fontsize=7
+            )
+            ax.set_axis_off()
+    fig.suptitle(
+        f"layer 1, most face-selective first (* passes the test for {sel.face!r})", fontsize=8
+    )
+    fig.tight_layout()
     return _save(fig, path)
