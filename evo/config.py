@@ -188,7 +188,8 @@ def dumps(cfg: dict[str, Any]) -> str:
 
 
 def data_objective_name(cfg: dict[str, Any]) -> str:
-    """The objective that reads data (faces or digits): it fixes the layout and names the run."""
+    """The objective that reads data (faces, digits, fewshot): it fixes the layout and names
+    the run."""
     return next(o for o in cfg["task"]["objectives"] if OBJECTIVES[o].has_data)
 
 

@@ -165,7 +165,8 @@ def task(task: dict[str, Any], source: str) -> None:
     if len(data) > 1:
         fail(source, "task.objectives", f"at most one of {data} (they need different inputs)")
     if not data:
-        fail(source, "task.objectives", "needs one objective with data (faces or digits)")
+        names = ", ".join(o for o in OBJECTIVES if OBJECTIVES[o].has_data)
+        fail(source, "task.objectives", f"needs one objective with data ({names})")
     if task["weights"] is None:
         task["weights"] = [1.0] * len(objs)
     w = task["weights"]
@@ -270,6 +271,15 @@ def mode(cfg: dict[str, Any], source: str) -> None:
     if task["mode"] == "pareto" and not entry.pareto:
         valid = [a.name for a in search.ALGORITHMS.values() if a.pareto]
         fail(source, "task.mode", f"pareto needs algorithm.name in {valid}, got {entry.name!r}")
+    flat = [o for o in task["objectives"] if not OBJECTIVES[o].differentiable]
+    if entry.needs_gradient and flat:
+        valid = [a.name for a in search.ALGORITHMS.values() if not a.needs_gradient]
+        fail(
+            source,
+            "algorithm.name",
+            f"{entry.name!r} follows the gradient, and {', '.join(flat)} has none (the "
+            f"lifetime loop is not differentiated); use one of {', '.join(valid)}",
+        )
 
 
 def init_count(cfg: dict[str, Any], source: str) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from genome.phenotype import Phenotype
@@ -72,6 +73,32 @@ def chunk_size(phenotype: Phenotype, episodes: Episodes, head: str) -> int:
     return max(1, min(len(episodes), CHUNK_MEMORY // max(per, 1)))
 
 
+def scores(
+    phenotype: Phenotype,
+    episodes: Episodes,
+    rule: Rule | None,
+    head: str,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Query accuracy and mean query cross-entropy, each [P, E], of every individual after
+    adapting on every episode."""
+    hits, losses = [], []
+    step = chunk_size(phenotype, episodes, head)
+    for start in range(0, len(episodes), step):
+        chunk = episodes.select(slice(start, start + step)).to(phenotype.device)
+        with torch.no_grad():  # rules that need autograd turn it on for themselves
+            adapted = adapt(phenotype, chunk.support_x, chunk.support_y, rule, head, episodes.way)
+            logits = adapted.logits(chunk.query_x)  # [P, E, B, way]
+        y = chunk.query_y.to(logits.device).expand(logits.shape[:-1])
+        hits.append((logits.argmax(dim=-1) == y).double().mean(dim=-1).cpu())
+        ce = F.cross_entropy(logits.flatten(0, 2), y.flatten(), reduction="none")
+        losses.append(ce.view(y.shape).double().mean(dim=-1).cpu())
+        if progress is not None:
+            progress(len(chunk))
+    return torch.cat(hits, dim=1), torch.cat(losses, dim=1)
+
+
 def accuracy(
     phenotype: Phenotype,
     episodes: Episodes,
@@ -81,15 +108,4 @@ def accuracy(
     progress: Callable[[int], None] | None = None,
 ) -> Tensor:
     """Query accuracy [P, E] of every individual after adapting on every episode."""
-    out = []
-    step = chunk_size(phenotype, episodes, head)
-    for start in range(0, len(episodes), step):
-        chunk = episodes.select(slice(start, start + step)).to(phenotype.device)
-        with torch.no_grad():  # rules that need autograd turn it on for themselves
-            adapted = adapt(phenotype, chunk.support_x, chunk.support_y, rule, head, episodes.way)
-            logits = adapted.logits(chunk.query_x)
-        hits = logits.argmax(dim=-1) == chunk.query_y.to(logits.device)
-        out.append(hits.double().mean(dim=-1).cpu())
-        if progress is not None:
-            progress(len(chunk))
-    return torch.cat(out, dim=1)
+    return scores(phenotype, episodes, rule, head, progress=progress)[0]

@@ -98,8 +98,8 @@ def test_wiring_objective_is_the_scale_free_wiring_cost():
 
 
 def test_registry_and_unknown_objective():
-    assert set(OBJECTIVES) == {"faces", "digits", "wiring"}
-    with pytest.raises(ValueError, match="valid objectives: faces, digits, wiring"):
+    assert set(OBJECTIVES) == {"faces", "digits", "fewshot", "wiring"}
+    with pytest.raises(ValueError, match="valid objectives: faces, digits, fewshot, wiring"):
         make_objective("smell")
 
 

@@ -2,7 +2,8 @@
 
 One objective per file, in the registry `OBJECTIVES` (name -> class), as
 genome/decoders/ is: ``faces`` (face detection, faces.py), ``digits`` (digit
-recognition, digits.py) and ``wiring`` (wiring length, wiring.py). A new
+recognition, digits.py), ``fewshot`` (few-shot skill after the lifetime loop,
+fewshot.py) and ``wiring`` (wiring length, wiring.py). A new
 objective is its own file, subclassing `Objective` (base.py), and one line here.
 """
 
@@ -13,10 +14,11 @@ from typing import Any
 from evo.objectives.base import Objective, roc_auc
 from evo.objectives.digits import Digits
 from evo.objectives.faces import Faces
+from evo.objectives.fewshot import FewShot
 from evo.objectives.wiring import Wiring
 from tasks import AUGMENTS, DATASETS
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Faces, Digits, Wiring)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Faces, Digits, FewShot, Wiring)}
 
 
 def make_objective(name: str, **settings: Any) -> Objective:
@@ -31,6 +33,7 @@ __all__ = [
     "OBJECTIVES",
     "Digits",
     "Faces",
+    "FewShot",
     "Objective",
     "Wiring",
     "make_objective",

@@ -56,6 +56,8 @@ class Objective(ABC):
     test_metrics: ClassVar[tuple[str, ...]] = ()
     # Whether the objective reads images, and so fixes the layout's input and output.
     has_data: ClassVar[bool] = True
+    # Whether its value carries a gradient to the genome (the `gradient` searcher needs it).
+    differentiable: ClassVar[bool] = True
     # The augmentations of its training batches it offers ("none": the batch as drawn).
     augments: ClassVar[tuple[str, ...]] = ("none",)
 

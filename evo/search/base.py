@@ -85,6 +85,8 @@ class Algorithm:
     init_population: bool = False
     # Evaluates in the main process (no Ray actors, whatever `workers` says).
     in_process: bool = False
+    # Follows the objectives' gradient, so every objective must be differentiable.
+    needs_gradient: bool = False
     extra: tuple[str, ...] = ()
     # The searcher's attributes that change as it steps, besides its population,
     # distribution and optimiser (evo/search/state.py): what a checkpoint keeps.

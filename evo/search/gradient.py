@@ -133,4 +133,5 @@ GRADIENT = Gradient(
     {"population_size": 1, "learning_rate": 0.01, "lr_schedule": "constant"},
     has_center=False,
     in_process=True,
+    needs_gradient=True,
 )
