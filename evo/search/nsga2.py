@@ -83,6 +83,13 @@ def check_ga(settings: dict[str, Any]) -> None:
         settings["tournament_size"]
     ):
         bad("tournament_size", "an integer >= 1")
+    if settings["tournament_size"] > settings["population_size"]:
+        # Drawn with replacement, a tournament larger than the population nearly always
+        # picks the best genome: the GA would breed from one parent.
+        bad(
+            "tournament_size",
+            f"an integer from 1 to algorithm.population_size ({settings['population_size']})",
+        )
     for key in ("re_evaluate", "elitist"):
         if key in settings and not isinstance(settings[key], bool):
             bad(key, "true or false")
