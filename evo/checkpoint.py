@@ -17,7 +17,6 @@ leaves either the previous checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import io
-import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,9 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise _unreadable(path, "empty: 0 bytes")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:
+        # On random bytes the weights-only unpickler fails in many ways (KeyError,
+        # IndexError...): any failure to load is an unreadable checkpoint.
         raise _unreadable(path, _why(path, e)) from None
     if not isinstance(payload, dict) or payload.get("format") not in (KIND, 1):
         raise CheckpointError(f"{path}: not an innate checkpoint")

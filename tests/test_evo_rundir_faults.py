@@ -65,7 +65,11 @@ def _checkpoint_empty(path: Path) -> None:
 
 
 def _checkpoint_random(path: Path) -> None:
-    path.write_bytes(torch.randint(0, 256, (4000,), dtype=torch.uint8).numpy().tobytes())
+    # Seed 3's bytes make the weights-only unpickler raise a KeyError (once a traceback).
+    g = torch.Generator().manual_seed(3)
+    path.write_bytes(
+        torch.randint(0, 256, (4000,), dtype=torch.uint8, generator=g).numpy().tobytes()
+    )
 
 
 def _checkpoint_directory(path: Path) -> None:
