@@ -17,7 +17,7 @@ leaves either the previous checkpoint or the new one, never half of one.
 from __future__ import annotations
 
 import io
-import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,11 @@ class CheckpointError(ValueError):
 def save_checkpoint(
     run_dir: Path, algorithm: str, engine: dict[str, Any], state: dict[str, Any]
 ) -> Path:
-    """Write the searcher's state `engine` and the driver's `state` to run_dir/checkpoint.pt."""
+    """Write the searcher's state `engine` and the driver's `state` to run_dir/checkpoint.pt.
+
+    An OSError (a full disk, a directory made read-only) names the checkpoint; the
+    previous checkpoint is then still whole, as the write is atomic.
+    """
     payload = {
         "format": KIND,
         "version": VERSION,
@@ -49,23 +53,47 @@ def save_checkpoint(
     out = io.BytesIO()
     torch.save(payload, out)
     path = Path(run_dir) / CHECKPOINT
-    write_atomic(path, out.getvalue())
+    try:
+        write_atomic(path, out.getvalue())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None
     return path
+
+
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: not an innate checkpoint of version {VERSION} ({why}), so it was not loaded; "
+        f"put back a good copy, or run again from generation 0 with: innate evolve --resume "
+        f"{path.parent} --restart"
+    )
+
+
+def _why(path: Path, e: Exception) -> str:
+    """Why torch.load refused `path`, in a few words."""
+    if not zipfile.is_zipfile(path):
+        return "not a whole torch file: cut short, or another kind of file"
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    # weights_only names the first thing it would not build ("Unsupported global: ...").
+    named = [ln for ln in lines if ln.startswith("WeightsUnpickler error")]
+    first = (named or lines or [type(e).__name__])[0]
+    return f"holds more than tensors and plain values: {first.split('. ')[0][:160]}"
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     """The whole payload of run_dir/checkpoint.pt, read without running anything in it."""
     path = Path(run_dir) / CHECKPOINT
+    if path.is_dir():
+        raise _unreadable(path, "a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
+    if path.stat().st_size == 0:
+        raise _unreadable(path, "empty: 0 bytes")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: not an innate checkpoint of version {VERSION} (tensors and plain values "
-            f"only), so it was not loaded: {first[:200]}"
-        ) from None
+    except Exception as e:
+        # On random bytes the weights-only unpickler fails in many ways (KeyError,
+        # IndexError...): any failure to load is an unreadable checkpoint.
+        raise _unreadable(path, _why(path, e)) from None
     if not isinstance(payload, dict) or payload.get("format") not in (KIND, 1):
         raise CheckpointError(f"{path}: not an innate checkpoint")
     version = payload.get("version", payload["format"])

@@ -6,9 +6,11 @@ checkpoint every `checkpoint_every` generations and on Ctrl-C (SIGINT), and
 write the best genome (and in Pareto mode the non-dominated genomes) at the
 end, into the run directory that evo/rundir.py describes.
 
-Resuming loads the checkpoint, drops metrics rows past it, and continues;
-as every generation is a pure function of (state, seed, generation), a run
-killed and resumed ends bit-identical to one never interrupted.
+Resuming checks the run directory (evo/resume.py), loads the checkpoint,
+drops metrics rows past it, and continues; as every generation is a pure
+function of (state, seed, generation), a run killed and resumed ends
+bit-identical to one never interrupted. A write that fails (a full disk, a
+directory made read-only) stops the run with one error saying what was kept.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from evo.cluster import connect_ray
 from evo.console import Interrupt, progress_bar
 from evo.health import SearchDiverged, divergence
 from evo.problem import GenomeProblem
+from evo.resume import check_resume, check_run_dir
 from evo.search import Engine, algorithm
 from evo.search.archive import ParetoArchive
 
@@ -179,13 +182,17 @@ def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True
     return drive(cfg, run_dir, resume=False, progress=progress)
 
 
-def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> RunResult:
-    """Continue the run in `run_dir` from its checkpoint.
+def resume_run(
+    run_dir: str | Path, progress: bool = True, *, restart: bool = False, **overrides: Any
+) -> RunResult:
+    """Continue the run in `run_dir` from its checkpoint (evo/resume.py says what is checked).
 
     Only settings that cannot change the result may be overridden: generations
-    (to run longer), workers and address.
+    (to run longer), workers and address. `restart` starts a run that has no
+    readable checkpoint again from generation 0.
     """
     run_dir = Path(run_dir)
+    check_run_dir(run_dir)
     cfg = config.load(run_dir / rundir.CONFIG, check_init=False)
     allowed = {"generations", "workers", "address"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
@@ -193,12 +200,13 @@ def resume_run(run_dir: str | Path, progress: bool = True, **overrides: Any) -> 
         raise config.ConfigError(
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
-    if (run_dir / CHECKPOINT).is_file():
-        # Refuse an unreadable checkpoint before Ray or the data start.
-        load_checkpoint(run_dir, cfg["algorithm"]["name"])
+    check_resume(run_dir, cfg, restart=restart)
     if any(v is not None for v in overrides.values()):
         cfg = config.override(cfg, check_init=False, **overrides)
-        rundir.write_config(run_dir, cfg)
+        try:
+            rundir.write_config(run_dir, cfg)
+        except OSError as e:
+            raise rundir.write_failed(run_dir, e) from None
     return drive(cfg, run_dir, resume=True, progress=progress)
 
 
@@ -210,6 +218,10 @@ def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = 
     try:
         problem.start_actors()
         return _loop(cfg, run_dir, problem, resume=resume, progress=progress)
+    except OSError as e:
+        if e.errno not in rundir.WRITE_ERRNOS:
+            raise
+        raise rundir.write_failed(run_dir, e) from None
     finally:
         problem.close()
         if started_ray:
@@ -246,7 +258,9 @@ def _loop(
         state.generation = next_gen
         if archive is not None:
             state.archive = archive.state()
-        save_checkpoint(run_dir, entry.name, entry.engine_state(engine), state.to_checkpoint())
+        # The config goes with the state: a resume refuses a config.toml edited since.
+        saved = {**state.to_checkpoint(), "config": cfg}
+        save_checkpoint(run_dir, entry.name, entry.engine_state(engine), saved)
 
     with (
         Interrupt() as interrupt,

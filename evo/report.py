@@ -9,7 +9,6 @@ record for `innate report`. Matplotlib runs headless (Agg).
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from collections.abc import Sequence
@@ -23,15 +22,19 @@ PLOT = "fitness.png"
 
 def read_metrics(run_dir: str | Path) -> dict[str, list[float]]:
     """metrics.csv as columns of floats (blank cells are NaN)."""
-    path = Path(run_dir) / "metrics.csv"
-    if not path.is_file():
+    from evo.rundir import METRICS, RunDirError, read_metric_rows
+
+    path = Path(run_dir) / METRICS
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no metrics; is {run_dir} a run directory?")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        cols: dict[str, list[float]] = {k: [] for k in reader.fieldnames or []}
-        for row in reader:
-            for k, v in row.items():
-                cols[k].append(float(v) if v not in ("", None) else math.nan)
+    header, rows = read_metric_rows(path)
+    cols: dict[str, list[float]] = {k: [] for k in header}
+    for n, row in enumerate(rows, start=2):
+        for k, v in zip(header, row, strict=True):
+            try:
+                cols[k].append(float(v) if v else math.nan)
+            except ValueError:
+                raise RunDirError(f"{path}: line {n}: {k} = {v!r} is not a number") from None
     return cols
 
 

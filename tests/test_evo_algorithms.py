@@ -166,7 +166,14 @@ def test_a_bad_init_names_the_field_and_the_mismatch(evolved, tmp_path):
         config.ConfigError,
         match=r"test: init: 3 genomes for a population of 2; give at most algorithm.population",
     ):
-        _resolved(changed(TINY, init=[str(path)] * 3, algorithm__population_size=2))
+        _resolved(
+            changed(
+                TINY,
+                init=[str(path)] * 3,
+                algorithm__population_size=2,
+                algorithm__tournament_size=2,
+            )
+        )
     with pytest.raises(config.ConfigError, match=r"test: init: .*missing"):
         _resolved(changed(BASE, init=str(tmp_path / "missing.genome")))
     with pytest.raises(config.ConfigError, match=r"test: init: .*missing"):

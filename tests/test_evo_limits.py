@@ -66,6 +66,10 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
         {"algorithm": {"name": "ga", "mutation_probability": 2.0}},
         "algorithm.mutation_probability: must be a number in [0, 1]",
     ),
+    "ga tournament above the population": (
+        {"algorithm": {"name": "ga", "population_size": 8, "tournament_size": 9}},
+        "algorithm.tournament_size: must be an integer from 1 to algorithm.population_size (8)",
+    ),
 }
 
 

@@ -1,7 +1,8 @@
 """Run commands of the innate CLI: `evolve`, `report` and `demo`.
 
 `innate evolve CONFIG.toml` starts a run (overrides on the command line),
-`innate evolve --resume RUN_DIR` continues one from its checkpoint, `innate
+`innate evolve --resume RUN_DIR` continues one from its checkpoint (`--restart`:
+from generation 0, where it has no readable checkpoint), `innate
 report RUN_DIR` redraws its plot and prints a summary, and `innate demo` is a
 short face-detection evolution on this machine that ends on real LFW faces.
 """
@@ -74,6 +75,12 @@ def register(app: typer.Typer) -> None:
             "repeat it to seed a GA's population with several.",
         ),
         out: Path = typer.Option(Path("runs"), "--out", help="Parent directory of new runs."),
+        restart: bool = typer.Option(
+            False,
+            "--restart",
+            help="With --resume: start a run that has no readable checkpoint again from "
+            "generation 0 (an unreadable one is kept as checkpoint.pt.unreadable).",
+        ),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     ) -> None:
         """Evolve genomes as a config says, or resume a run."""
@@ -82,6 +89,7 @@ def register(app: typer.Typer) -> None:
         from evo.cluster import RayAddressError
         from evo.driver import new_run, resume_run
         from evo.health import SearchDiverged
+        from evo.rundir import RunDirError
 
         w = _workers(workers)
         try:
@@ -91,6 +99,7 @@ def register(app: typer.Typer) -> None:
                 res = resume_run(
                     resume,
                     progress=not quiet,
+                    restart=restart,
                     generations=generations,
                     workers=w,
                     address=address,
@@ -101,6 +110,8 @@ def register(app: typer.Typer) -> None:
             else:
                 if config is None:
                     fail("give a CONFIG file (see configs/) or --resume RUN_DIR")
+                if restart:
+                    fail("--restart goes with --resume RUN_DIR (a CONFIG always starts afresh)")
                 cfg = evo.config.override(
                     evo.config.load(config),
                     generations=generations,
@@ -116,9 +127,13 @@ def register(app: typer.Typer) -> None:
             CheckpointError,
             SearchDiverged,
             RayAddressError,
+            RunDirError,
             FileNotFoundError,
         ) as e:
             fail(str(e))
+        except OSError as e:
+            # The last resort for a file the run could not read or write: one line, no traceback.
+            fail(f"{e.filename or 'a run file'}: {e.strerror or e}")
         _print_result(res)
 
     @app.command()
@@ -129,13 +144,16 @@ def register(app: typer.Typer) -> None:
         """Redraw a run's plot and print its summary."""
         from evo.checkpoint import CheckpointError
         from evo.report import plot_run, summary
+        from evo.rundir import RunDirError
         from genome.files import GenomeFileError
 
         try:
             png = plot_run(run_dir)
             s = summary(run_dir)
-        except (FileNotFoundError, GenomeFileError, CheckpointError) as e:
+        except (FileNotFoundError, GenomeFileError, CheckpointError, RunDirError) as e:
             fail(str(e))
+        except OSError as e:
+            fail(f"{e.filename or run_dir}: {e.strerror or e}")
         if as_json:
             typer.echo(json.dumps({**s, "plot": str(png)}, indent=2))
             return
@@ -168,7 +186,12 @@ def register(app: typer.Typer) -> None:
             f"{dec.name} genome of {dec.genome_length()} genes on {dec.layout.describe()} "
             f"({dec.compression():.0f}x compression)"
         )
-        res = new_run(cfg, out)
+        from evo.rundir import RunDirError
+
+        try:
+            res = new_run(cfg, out)
+        except RunDirError as e:
+            fail(str(e))
         typer.echo(f"best genome: {res.best_path}")
         acc, auc = res.test.get("test_faces_acc"), res.test.get("test_faces_auc")
         if acc is not None:

@@ -59,6 +59,9 @@ class NSGA2(ea.GeneticAlgorithm):
         self._population = extended[best_first(extended)[: self._popsize]]
 
 
+GA_TOURNAMENT = 4
+
+
 def check_ga(settings: dict[str, Any]) -> None:
     """Raise ValueError naming the GA setting that is out of range, and its valid values."""
 
@@ -83,6 +86,14 @@ def check_ga(settings: dict[str, Any]) -> None:
         settings["tournament_size"]
     ):
         bad("tournament_size", "an integer >= 1")
+    if settings["tournament_size"] > settings["population_size"]:
+        # Drawn with replacement, a tournament larger than the population nearly always
+        # picks the best genome: the GA would breed from one parent.
+        bad(
+            "tournament_size",
+            f"an integer from 1 to algorithm.population_size ({settings['population_size']}) "
+            f"(the default is {GA_TOURNAMENT}: give a smaller one for a population that small)",
+        )
     for key in ("re_evaluate", "elitist"):
         if key in settings and not isinstance(settings[key], bool):
             bad(key, "true or false")
@@ -120,7 +131,7 @@ GA = Genetic(
     NSGA2,
     {
         "population_size": 32,
-        "tournament_size": 4,
+        "tournament_size": GA_TOURNAMENT,
         "eta": 8.0,
         "mutation_stdev": 0.1,
         "mutation_probability": 0.1,
