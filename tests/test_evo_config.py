@@ -31,7 +31,7 @@ def _with(**changes):
         ),
         (
             _with(task__objectives=["smell"]),
-            r"task.objectives\[0\]: 'smell' is not valid; valid values: faces, digits, wiring",
+            r"task.objectives\[0\]: 'smell' is not valid; valid values: faces, digits, fewshot, wiring",
         ),
         (_with(task__objectives=["faces", "digits"]), r"task.objectives: at most one of"),
         (_with(task__weights=[1.0, 2.0]), r"task.weights: must be a list of 1 numbers"),
