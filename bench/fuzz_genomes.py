@@ -245,7 +245,7 @@ def _setup_worker(guard: bool) -> None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
 
 
-def _cli_fault(res: Any, loaded: bool) -> str | None:
+def _cli_fault(res: Any) -> str | None:
     """Why an in-process CLI result is not a clean outcome, or None."""
     if isinstance(res.exception, MemoryError):
         raise res.exception
@@ -276,7 +276,7 @@ def check(path: Path, runner: Any, app: Any) -> tuple[str, str]:
     except Exception as e:
         return "crash", f"load_genome: {type(e).__name__}: {str(e)[:200]}"
     text = runner.invoke(app, ["inspect", str(path)])
-    fault = _cli_fault(text, outcome == "loaded")
+    fault = _cli_fault(text)
     if fault:
         return "crash", f"inspect: {fault}"
     if outcome == "refused":
@@ -284,7 +284,7 @@ def check(path: Path, runner: Any, app: Any) -> tuple[str, str]:
     if text.exit_code == 2:
         return "inspect_refused", text.stderr.strip()[:200]
     res = runner.invoke(app, ["inspect", str(path), "--json"])
-    fault = _cli_fault(res, True)
+    fault = _cli_fault(res)
     if fault or res.exit_code != 0:
         return "crash", f"inspect --json: {fault or res.exit_code}"
 
@@ -316,6 +316,7 @@ def run_chunk(args: tuple[int, list[int], str, bool]) -> list[dict[str, Any]]:
         data, kind = hostile_file(bases, seed, i)
         path = Path(folder, f"{i:05d}.genome")
         path.write_bytes(data)
+        before = _status("VmRSS")
         _reset_peak()
         start = time.perf_counter()
         if guard:
@@ -330,7 +331,7 @@ def run_chunk(args: tuple[int, list[int], str, bool]) -> list[dict[str, Any]]:
             signal.alarm(0)
         seconds = time.perf_counter() - start
         rec = {"i": i, "kind": kind, "outcome": outcome, "detail": detail, "seconds": seconds}
-        out.append({**rec, "peak_rss": _status("VmHWM"), "bytes": len(data)})
+        out.append({**rec, "peak_rss": _status("VmHWM"), "rss_before": before})
         path.unlink()
     return out
 
@@ -388,43 +389,31 @@ def main() -> None:
     outcomes = Counter(r["outcome"] for r in records)
     worst = max(records, key=lambda r: r["peak_rss"])
     slowest = max(records, key=lambda r: r["seconds"])
-    figures = {
-        "files": len(records),
-        "seed": args.seed,
-        "refused_one_line": outcomes["refused"],
-        "loaded_safely": outcomes["loaded"],
-        "loaded_inspect_refused_one_line": outcomes["inspect_refused"],
-        "crashes": outcomes["crash"],
-        "guard_hits": outcomes["guard"],
-        "worst_peak_rss_mib": round(worst["peak_rss"] / 2**20, 1),
-        "worst_peak_rss_kind": worst["kind"],
-        "slowest_s": round(slowest["seconds"], 2),
-        "slowest_kind": slowest["kind"],
-        "cli_subprocess_files": n_cli,
-        "cli_subprocess_faults": len(cli_faults),
-        "by_kind": {
-            k: dict(Counter(r["outcome"] for r in records if r["kind"] == k)) for k in KINDS
-        },
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    print(f"hostile genome files tried: {figures['files']} (seed {args.seed})")
-    print(f"  refused, one-line GenomeFileError (CLI: exit 2, one line): {outcomes['refused']}")
-    print(f"  loaded safely (inspect text and strict --json): {outcomes['loaded']}")
-    print(f"  loaded, inspect refused in one line: {outcomes['inspect_refused']}")
-    print(
-        f"  crashes: {outcomes['crash']}    guard hits (>{GUARD_S} s or memory): {outcomes['guard']}"
-    )
-    print(f"  peak RSS of the worst file: {figures['worst_peak_rss_mib']} MiB ({worst['kind']})")
-    print(f"  slowest file: {figures['slowest_s']} s ({slowest['kind']})")
-    print(f"  real CLI subprocess: {n_cli} files, {len(cli_faults)} faults")
-    print(f"  took {figures['seconds']} s")
+    mib = round(worst["peak_rss"] / 2**20, 1)
+    rows = [
+        ("refused with a one-line GenomeFileError (CLI: exit 2, one line)", outcomes["refused"]),
+        ("loaded safely (inspect text and strict --json, exit 0)", outcomes["loaded"]),
+        ("loaded, inspect refused in one line (graph too large)", outcomes["inspect_refused"]),
+        ("crashes (any other exception or output)", outcomes["crash"]),
+        (f"guard hits (over {GUARD_S} s or {GUARD_BYTES >> 30} GiB)", outcomes["guard"]),
+        ("peak RSS of the worst file", f"{mib} MiB ({worst['kind']})"),
+        ("RSS before that file", f"{round(worst['rss_before'] / 2**20, 1)} MiB"),
+        ("slowest file", f"{slowest['seconds']:.2f} s ({slowest['kind']})"),
+        ("through the real CLI (subprocess)", f"{n_cli} files, {len(cli_faults)} faults"),
+        ("wall time", f"{time.perf_counter() - start:.0f} s"),
+    ]
+    print(f"hostile genome files tried: {len(records)} (seed {args.seed})")
+    for label, value in rows:
+        print(f"  {label}: {value}")
     for r in records:
         if r["outcome"] in ("crash", "guard"):
             print(f"  {r['outcome']} file {r['i']} ({r['kind']}): {r['detail']}")
     for f in cli_faults:
         print(f"  CLI {f}")
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        by_kind = {k: dict(Counter(r["outcome"] for r in records if r["kind"] == k)) for k in KINDS}
+        doc = {"files": len(records), "seed": args.seed, **dict(rows), "by_kind": by_kind}
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     if outcomes["crash"] or outcomes["guard"] or cli_faults:
         sys.exit(1)
 

@@ -10,10 +10,11 @@ can be grown from the file alone.
 
 Loading never unpickles. The safetensors header is parsed here first, under
 hard size caps, so that a hostile file cannot make the loader allocate more
-than the file holds, and the metadata is held to the bounds of
+than the file holds, and header and metadata are held to the bounds of
 `genome.limits` (sizes, integers, text) before anything is built; every fault
-raises one `GenomeFileError` that names the file and what is wrong. Writing is atomic (temp file, fsync, rename), so a
-crash mid-write leaves any previous file intact.
+raises one `GenomeFileError` that names the file and what is wrong. Writing is
+atomic (temp file, fsync, rename), so a crash mid-write leaves any previous
+file intact.
 """
 
 from __future__ import annotations
@@ -277,6 +278,9 @@ def _check_header(header: Any, fail: _Fail) -> tuple[dict[str, Any], dict[str, A
     """The genome tensor's header entry and the parsed innate metadata."""
     if not isinstance(header, dict):
         raise fail(f"safetensors header must be a JSON object, got {type(header).__name__}")
+    fault = json_fault(header)
+    if fault:
+        raise fail(f"safetensors header: {fault}")
     extra = sorted(set(header) - {TENSOR_KEY, "__metadata__"})
     if extra:
         raise fail(f"unexpected tensors {extra[:5]}; a genome file holds only {TENSOR_KEY!r}")
