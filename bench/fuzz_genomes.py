@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-GUARD_S = 60  # seconds one file may take before it is reported, not waited for
+GUARD_S = 20  # seconds one file may take before it is reported, not waited for
 GUARD_BYTES = 3 * 2**30  # address space one file may add to a worker
 FIELDS = ["format_version", "decoder", "settings", "layout", "genome_length", "compression"]
 FIELDS += ["p_network_params", "fitness", "lineage", "extra"]
