@@ -10,9 +10,11 @@ can be grown from the file alone.
 
 Loading never unpickles. The safetensors header is parsed here first, under
 hard size caps, so that a hostile file cannot make the loader allocate more
-than the file holds; every fault raises one `GenomeFileError` that names the
-file and what is wrong. Writing is atomic (temp file, fsync, rename), so a
-crash mid-write leaves any previous file intact.
+than the file holds, and header and metadata are held to the bounds of
+`genome.limits` (sizes, integers, text) before anything is built; every fault
+raises one `GenomeFileError` that names the file and what is wrong. Writing is
+atomic (temp file, fsync, rename), so a crash mid-write leaves any previous
+file intact.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from safetensors.torch import save as st_save
 
 from genome.decoders import DECODERS, Decoder, decoder_class
 from genome.layout import Layout
+from genome.limits import MAX_CODE_ELEMENTS, code_elements, json_fault, layout_fault, show
 
 FORMAT_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -154,6 +157,9 @@ def save_genome(
         if not isinstance(lineage, dict):
             raise ValueError(f"lineage must be a dict, got {type(lineage).__name__}")
         meta["lineage"] = lineage
+        fault = json_fault(lineage)
+        if fault:
+            raise ValueError(f"lineage: {fault}")
     try:
         text = json.dumps(meta, allow_nan=False, sort_keys=True)
     except (TypeError, ValueError) as e:
@@ -167,10 +173,18 @@ def _check_fitness(fitness: Any, error: Callable[[str], Exception], where: str) 
     out = {}
     for k, v in fitness.items():
         ok = isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-        if not ok or not math.isfinite(v):
-            raise error(f"{where}[{k!r}] must be a finite number, got {v!r}")
+        if not ok or not math.isfinite(_as_float(v)):
+            raise error(f"{where}[{show(k)}] must be a finite number, got {show(v)}")
         out[k] = float(v)
     return out
+
+
+def _as_float(v: int | float) -> float:
+    """float(v), with an integer beyond the float range as infinity, not an OverflowError."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
 
 
 # --- reading -------------------------------------------------------------------
@@ -198,16 +212,28 @@ def load_genome(path: str | os.PathLike, *, max_params: int = DEFAULT_MAX_PARAMS
             decoder, fitness, lineage = _check_metadata(meta, expected, max_params, fail)
             f.seek(0)
             raw = f.read()
+    except GenomeFileError:
+        raise
     except FileNotFoundError:
         raise fail("no such file") from None
+    except ValueError:  # os.stat's answer to a NUL byte in the path
+        raise fail("not a valid path") from None
     except OSError as e:
         raise fail(f"cannot read: {e.strerror or e}") from None
     if len(raw) != size:
         raise fail("file changed while being read")
     try:
         genome = st_load(raw)[TENSOR_KEY]
-    except Exception as e:  # safetensors raises its own types; all mean "corrupt"
-        raise fail(f"not a valid safetensors file ({type(e).__name__}: {e})") from None
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as e:  # a Rust panic is a BaseException; all mean "corrupt"
+        raise fail(
+            f"not a valid safetensors file ({type(e).__name__}: {show(str(e), 120)})"
+        ) from None
+    # The header was checked here, the tensor parsed by safetensors: they must agree
+    # (a JSON object with a repeated key is read differently by different parsers).
+    if genome.dtype != torch.float32 or tuple(genome.shape) != (expected,):
+        raise fail(f"genome tensor is {genome.dtype} {list(genome.shape)}, not F32 [{expected}]")
     bad = int((~torch.isfinite(genome)).sum())
     if bad:
         raise fail(f"genome has {bad} non-finite value(s) (NaN or infinity)")
@@ -233,10 +259,17 @@ def _parse_json(text: bytes | str, what: str, fail: _Fail) -> Any:
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not valid JSON")
 
+    def finite(literal: str) -> float:
+        # 1e999 is valid JSON that Python reads as infinity; no genome field may hold one.
+        x = float(literal)
+        if not math.isfinite(x):
+            raise ValueError(f"number {literal[:40]} is beyond the float range")
+        return x
+
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return json.loads(text, parse_constant=no_constants)
+        return json.loads(text, parse_constant=no_constants, parse_float=finite)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise fail(f"{what} is not valid JSON ({type(e).__name__}: {str(e)[:120]})") from None
 
@@ -245,6 +278,9 @@ def _check_header(header: Any, fail: _Fail) -> tuple[dict[str, Any], dict[str, A
     """The genome tensor's header entry and the parsed innate metadata."""
     if not isinstance(header, dict):
         raise fail(f"safetensors header must be a JSON object, got {type(header).__name__}")
+    fault = json_fault(header)
+    if fault:
+        raise fail(f"safetensors header: {fault}")
     extra = sorted(set(header) - {TENSOR_KEY, "__metadata__"})
     if extra:
         raise fail(f"unexpected tensors {extra[:5]}; a genome file holds only {TENSOR_KEY!r}")
@@ -259,6 +295,9 @@ def _check_header(header: Any, fail: _Fail) -> tuple[dict[str, Any], dict[str, A
     meta = _parse_json(text, f"{METADATA_KEY!r} metadata", fail)
     if not isinstance(meta, dict):
         raise fail(f"{METADATA_KEY!r} metadata must be a JSON object, got {type(meta).__name__}")
+    fault = json_fault(meta)
+    if fault:
+        raise fail(f"metadata {fault}")
     entry = header[TENSOR_KEY]
     if not isinstance(entry, dict):
         raise fail(f"header entry of {TENSOR_KEY!r} must be an object")
@@ -273,12 +312,14 @@ def _check_entry(entry: dict[str, Any], n_data: int, fail: _Fail) -> int:
     """Check dtype, shape and offsets of the genome tensor; return its length D."""
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if not (isinstance(shape, list) and all(_is_int(s) and s >= 0 for s in shape)):
-        raise fail(f"genome tensor has an invalid shape {shape!r}")
+        raise fail(f"genome tensor has an invalid shape {show(shape)}")
     if dtype != "F32" or len(shape) != 1:
-        raise fail(f"genome tensor must be 1-D float32 (F32), got {dtype!r} of shape {shape}")
+        raise fail(
+            f"genome tensor must be 1-D float32 (F32), got {show(dtype)} of shape {show(shape)}"
+        )
     ok = isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
     if not ok or offsets[0] != 0 or offsets[1] != 4 * shape[0]:
-        raise fail(f"genome tensor data_offsets {offsets!r} do not match shape {shape} of F32")
+        raise fail(f"genome tensor data_offsets {show(offsets)} do not match shape {shape} of F32")
     if n_data != offsets[1]:
         raise fail(f"truncated or padded: the header says {offsets[1]} data bytes, found {n_data}")
     return shape[0]
@@ -294,15 +335,18 @@ def _check_metadata(
     version = meta["format_version"]
     if not _is_int(version) or version not in SUPPORTED_VERSIONS:
         raise fail(
-            f"unknown format_version {version!r}; this innate reads versions "
+            f"unknown format_version {show(version)}; this innate reads versions "
             f"{', '.join(map(str, SUPPORTED_VERSIONS))}"
         )
     name = meta["decoder"]
     if not isinstance(name, str) or name not in DECODERS:
-        raise fail(f"unknown decoder {name!r}; valid decoders: {', '.join(DECODERS)}")
+        raise fail(f"unknown decoder {show(name)}; valid decoders: {', '.join(DECODERS)}")
     settings = meta["settings"]
     if not isinstance(settings, dict):
         raise fail(f"settings must be an object, got {type(settings).__name__}")
+    too_large = layout_fault(meta["layout"])
+    if too_large:
+        raise fail(too_large)
     try:
         layout = Layout.from_dict(meta["layout"])
     except (ValueError, TypeError) as e:
@@ -315,7 +359,13 @@ def _check_metadata(
     try:
         decoder = decoder_class(name)(layout, **settings)
     except Exception as e:  # any failure to build from file data is a bad file
-        raise fail(f"invalid settings for decoder {name}: {e}") from None
+        raise fail(f"invalid settings for decoder {name}: {show(str(e), 200)}") from None
+    codes = code_elements(layout, decoder.settings)
+    if codes > MAX_CODE_ELEMENTS:
+        raise fail(
+            f"{decoder.settings['code']} codes of layout {layout.describe()} have {codes} "
+            f"entries, over the limit of {MAX_CODE_ELEMENTS}; use a denser code (binary, gray)"
+        )
     want = decoder.genome_length()
     if length != want:
         raise fail(
@@ -324,15 +374,16 @@ def _check_metadata(
         )
     recorded = meta["genome_length"]
     if not _is_int(recorded) or recorded != want:
-        raise fail(f"metadata genome_length {recorded!r} disagrees with the decoder's {want}")
+        raise fail(f"metadata genome_length {show(recorded)} disagrees with the decoder's {want}")
     comp, got = decoder.compression(), meta["compression"]
     ok = isinstance(got, int | float) and not isinstance(got, bool)
-    if not ok or not math.isclose(got, comp, rel_tol=1e-9):
-        raise fail(f"metadata compression {got!r} disagrees with the recomputed {comp}")
+    if not ok or not math.isclose(_as_float(got), comp, rel_tol=1e-9):
+        raise fail(f"metadata compression {show(got)} disagrees with the recomputed {comp}")
     params = meta.get("p_network_params", layout.n_params)
     if not _is_int(params) or params != layout.n_params:
         raise fail(
-            f"metadata p_network_params {params!r} disagrees with the layout's {layout.n_params}"
+            f"metadata p_network_params {show(params)} disagrees with the layout's "
+            f"{layout.n_params}"
         )
     fitness = _check_fitness(meta.get("fitness", {}), fail, "metadata fitness")
     lineage = meta.get("lineage", {})

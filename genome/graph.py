@@ -23,7 +23,6 @@ import torch
 
 from genome.files import write_atomic
 from genome.phenotype import Phenotype
-from genome.wiring import distances
 
 
 def node_name(layer: int, index: int) -> str:
@@ -79,9 +78,10 @@ def to_graph(phenotype: Phenotype, i: int = 0, keep: float = 1.0) -> nx.DiGraph:
             )
             for j, xyz in enumerate(pos.tolist())
         )
-    dist = distances(layout, "cpu", torch.float64)
     for k, (post, pre, w) in enumerate(strongest_edges(phenotype, i, keep)):
-        d = dist[k][post, pre].tolist()
+        # Lengths of the kept edges only: the full [out, in] matrix would cost
+        # 8 bytes per weight, however few edges the graph keeps.
+        d = (positions[k + 1][post] - positions[k][pre]).norm(dim=1).tolist()
         g.add_edges_from(
             (
                 node_name(k, a),

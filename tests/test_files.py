@@ -209,7 +209,8 @@ def test_missing_field(valid):
 def test_too_large_layout_is_refused_before_building_the_decoder(valid):
     path, _, genome = valid
     meta = read_meta(path)
-    meta["layout"] = {"format": 1, "sheets": [[100000, 100000], [100000, 10], [1, 1]]}
+    # Under 2**18 neurons (the most a file may have) but 2**34 weights: max_params refuses it.
+    meta["layout"] = {"format": 1, "sheets": [[256, 512], [255, 512], [1, 1]]}
     meta["settings"] = {"hidden": "not even valid"}
     expect_error(rewrite(path, genome, meta), "over the limit", "max_params")
     path2 = valid[0]

@@ -6,7 +6,9 @@ weights, wiring cost, graph metrics; text, JSON or PNG), and `innate export`
 hands the born network to other tools as a state_dict or a GraphML graph.
 The logic lives in genome/ (files, inspect, wiring, graph, figures); this
 module only parses arguments and prints. A bad genome file exits with status 2 and one
-line on stderr.
+line on stderr. Text from the file (names, fitness, lineage) is printed as
+plain text with control characters escaped: a file cannot style or steer the
+terminal, and `--json` is strict JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import typer
 
-from evo.cli.errors import fail
+from evo.cli.errors import fail, printable
 
 MAX_PARAMS_HELP = "Refuse layouts whose grown network has more parameters than this."
 
@@ -56,23 +58,45 @@ def _load(path: Path, max_params: int) -> Any:
         fail(str(e))
 
 
+def _text(value: Any) -> Any:
+    """A rich Text (never parsed for markup) with control characters shown escaped."""
+    from rich.text import Text
+
+    return Text(printable(value if isinstance(value, str) else json.dumps(value)))
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def _load_for_graph(path: Path, max_params: int, keep: float) -> Any:
+    """The genome file, refused before decoding if its graph at `keep` would be too large."""
+    from genome.inspect import graph_fault
+
+    gf = _load(path, max_params)
+    fault = graph_fault(gf.layout, keep)
+    if fault:
+        fail(f"{path}: {fault}")
+    return gf
+
+
 def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
     con = Console()
-    head = Table(title=f"genome {rep['path']}", show_header=False)
-    head.add_row("decoder", rep["decoder"])
-    head.add_row("settings", json.dumps(rep["settings"]))
+    head = Table(title=_text(f"genome {rep['path']}"), show_header=False)
+    head.add_row("decoder", _text(rep["decoder"]))
+    head.add_row("settings", _text(rep["settings"]))
     head.add_row("layout", rep["layout_text"])
     head.add_row("genome length", str(rep["genome_length"]))
     head.add_row("p-network params", str(rep["p_network_params"]))
     head.add_row("compression", f"{rep['compression']:.1f}x")
-    head.add_row("wiring cost", f"{rep['wiring_cost']:.4g}")
+    head.add_row("wiring cost", _num(rep["wiring_cost"], ".4g"))
     for k, v in rep["fitness"].items():
-        head.add_row(f"fitness {k}", f"{v:.5g}")
+        head.add_row(_text(f"fitness {k}"), _num(v, ".5g"))
     for k, v in rep["lineage"].items():
-        head.add_row(f"lineage {k}", json.dumps(v))
+        head.add_row(_text(f"lineage {k}"), _text(v))
     con.print(head)
     layers = Table(title="weights and biases")
     for col in ("layer", "shape", "", "mean", "std", "min", "max", "|x|<1e-3"):
@@ -84,8 +108,8 @@ def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
                 str(lay["layer"]) if part == "weights" else "",
                 "x".join(map(str, lay["shape"])) if part == "weights" else "",
                 part,
-                *(f"{s[c]:.4g}" for c in ("mean", "std", "min", "max")),
-                f"{s['frac_near_zero']:.1%}",
+                *(_num(s[c], ".4g") for c in ("mean", "std", "min", "max")),
+                _num(s["frac_near_zero"], ".1%"),
             )
     con.print(layers)
     graph = Table(title=f"graph of the strongest {rep['graph_keep']:.0%} of edges per layer")
@@ -95,7 +119,7 @@ def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
         graph.add_row(k, "n/a" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
     con.print(graph)
     for f in figures:
-        con.print(f"wrote {f}", highlight=False)
+        con.print(_text(f"wrote {f}"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:
@@ -162,7 +186,7 @@ def register(app: typer.Typer) -> None:
         """Report what a genome grows: compression, weights, wiring, graph metrics."""
         if not 0 < keep <= 1:
             fail(f"--keep must be in (0, 1], got {keep}")
-        gf = _load(genome, max_params)
+        gf = _load_for_graph(genome, max_params, keep)
         phenotype = gf.decoder.decode(gf.genome[None])
         from genome.inspect import inspect_report
 
@@ -182,7 +206,8 @@ def register(app: typer.Typer) -> None:
                 fail(f"cannot write figures to {figures}: {e.strerror or e}")
             rep["figures"] = written
         if as_json:
-            typer.echo(json.dumps(rep, indent=2))
+            # allow_nan=False: a NaN or infinity that slipped through fails here, not in a reader.
+            typer.echo(json.dumps(rep, indent=2, allow_nan=False))
         else:
             _print_report(rep, written)
 
@@ -203,7 +228,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--state-dict must end in .pt or .safetensors, got {state_dict.name!r}")
         if not 0 < keep <= 1:
             fail(f"--keep must be in (0, 1], got {keep}")
-        gf = _load(genome, max_params)
+        gf = _load_for_graph(genome, max_params, keep) if graphml else _load(genome, max_params)
         phenotype = gf.decoder.decode(gf.genome[None])
         from genome.graph import to_graph, write_graphml
         from genome.inspect import write_state_dict
