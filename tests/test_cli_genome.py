@@ -162,3 +162,25 @@ def test_export_graphml(genome_file, tmp_path):
 )
 def test_export_needs_a_valid_target(genome_file, args, word):
     assert_one_line_error(invoke("export", genome_file, *args), word)
+
+
+def test_inspect_faces_tests_every_hidden_unit(tmp_path):
+    path = tmp_path / "f.genome"
+    assert invoke("create", path, "--input", "12x12", "--hidden", "6").exit_code == 0
+    args = ["inspect", path, "--faces", "--per-category", "8", "--top", "3"]
+    res = invoke(*args, "--json", "--figures", tmp_path / "figs")
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)["faces"]
+    assert doc["stimuli"]["faces"] == 8 and doc["stimuli"]["lfw_faces"] == 100
+    assert set(doc["tests"]) == {"faces", "lfw_faces"}
+    for test in doc["tests"].values():
+        assert test["units_per_layer"] == [6] and len(test["units"]) == 3
+        assert 0 <= test["share"] <= 1 and test["alpha"] == 0.001
+        assert len(test["units"][0]["p"]) == 6  # one test per non-face category
+    assert (tmp_path / "figs" / "face_units.png").read_bytes().startswith(b"\x89PNG")
+    text = invoke(*args)
+    assert text.exit_code == 0, text.output
+    assert "face-selective units for 'lfw_faces'" in text.stdout
+    assert_one_line_error(
+        invoke("inspect", path, "--faces", "--per-category", "1"), "--per-category"
+    )

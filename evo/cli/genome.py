@@ -2,7 +2,8 @@
 
 `innate create` writes a random genome (so the tools work before any
 evolution), `innate inspect` reports what a genome file grows (compression,
-weights, wiring cost, graph metrics; text, JSON or PNG), and `innate export`
+weights, wiring cost, graph metrics, with `--faces` the face-selective units; text,
+JSON or PNG), and `innate export`
 hands the born network to other tools as a state_dict or a GraphML graph.
 The logic lives in genome/ (files, inspect, wiring, graph, figures); this
 module only parses arguments and prints. A bad genome file exits with status 2 and one
@@ -21,6 +22,17 @@ import typer
 
 from evo.cli.errors import fail, printable
 
+# Column names of the stimulus categories in the face-units table.
+SHORT = {
+    "faces": "face",
+    "lfw_faces": "lfw",
+    "scrambled": "scr",
+    "partial": "part",
+    "featureless": "head",
+    "textures": "tex",
+    "natural": "nat",
+    "lfw_background": "bg",
+}
 MAX_PARAMS_HELP = "Refuse layouts whose grown network has more parameters than this."
 
 
@@ -118,8 +130,58 @@ def _print_report(rep: dict[str, Any], figures: list[str]) -> None:
     for k, v in rep["graph"].items():
         graph.add_row(k, "n/a" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v))
     con.print(graph)
+    for face, sel in rep.get("faces", {}).get("tests", {}).items():
+        _print_faces(con, face, sel)
     for f in figures:
         con.print(_text(f"wrote {f}"), highlight=False)
+
+
+def _print_faces(con: Any, face: str, sel: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    counts = ", ".join(
+        f"{n} of {u}"
+        for n, u in zip(sel["selective_per_layer"], sel["units_per_layer"], strict=True)
+    )
+    table = Table(
+        box=None,
+        pad_edge=False,
+        title=f"face-selective units for {face!r}: {counts} per hidden layer ({sel['share']:.1%})",
+        caption=f"mean responses; sel.: above every non-face category, rank-sum p < "
+        f"{sel['alpha']:g} each; " + ", ".join(f"{v} = {k}" for k, v in SHORT.items()),
+    )
+    names = list(sel["units"][0]["mean"]) if sel["units"] else []
+    for col in ("layer", "unit", "FSI", "sel.", *(SHORT.get(n, n) for n in names)):
+        table.add_column(col, justify="right", min_width=max(len(col), 4), no_wrap=True)
+    for row in sel["units"]:
+        table.add_row(
+            str(row["layer"]),
+            str(row["unit"]),
+            f"{row['fsi']:+.2f}",
+            "yes" if row["selective"] else "no",
+            *(f"{v:.2f}" for v in row["mean"].values()),
+        )
+    con.print(table)
+
+
+def _face_units(phenotype: Any, per_category: int, top: int) -> tuple[dict, dict, Any]:
+    """Baek et al.'s test of every hidden unit, once per face category: the report, the
+    stimuli and the procedural-faces result (for the figure)."""
+    from genome.selectivity import face_selectivity, selectivity_report
+    from tasks.stimuli import FACE_CATEGORIES, NON_FACE_CATEGORIES, face_stimuli
+
+    stimuli = face_stimuli(per_category, 0, phenotype.layout.input_shape, phenotype.device)
+    tests, first = {}, None
+    for face in FACE_CATEGORIES:
+        sel = face_selectivity(phenotype, stimuli, face, NON_FACE_CATEGORIES)
+        first = first or sel
+        tests[face] = selectivity_report(sel, 0, top)
+    doc = {
+        "stimuli": {name: len(x) for name, x in stimuli.items()},
+        "stimulus_seed": 0,
+        "tests": tests,
+    }
+    return doc, stimuli, first
 
 
 def register(app: typer.Typer) -> None:
@@ -182,15 +244,31 @@ def register(app: typer.Typer) -> None:
             0.1, "--keep", help="Fraction of strongest edges for graph metrics."
         ),
         max_params: int = typer.Option(2**28, "--max-params", help=MAX_PARAMS_HELP),
+        faces: bool = typer.Option(
+            False,
+            "--faces",
+            help="Test every hidden unit for face selectivity (Baek et al. 2021) on procedural "
+            "faces, LFW faces and six non-face categories.",
+        ),
+        per_category: int = typer.Option(
+            200, "--per-category", help="With --faces: procedural images of each category."
+        ),
+        top: int = typer.Option(10, "--top", help="With --faces: units listed per face set."),
     ) -> None:
         """Report what a genome grows: compression, weights, wiring, graph metrics."""
         if not 0 < keep <= 1:
             fail(f"--keep must be in (0, 1], got {keep}")
+        if not 2 <= per_category <= 10_000:
+            fail(f"--per-category must be from 2 to 10000, got {per_category}")
+        if top < 1:
+            fail(f"--top must be >= 1, got {top}")
         gf = _load_for_graph(genome, max_params, keep)
         phenotype = gf.decoder.decode(gf.genome[None])
         from genome.inspect import inspect_report
 
         rep = inspect_report(gf, phenotype, keep)
+        if faces:
+            rep["faces"], stimuli, sel = _face_units(phenotype, per_category, top)
         written: list[str] = []
         if figures is not None:
             from genome.figures import plot_receptive_fields, plot_weights, plot_wiring
@@ -202,6 +280,12 @@ def register(app: typer.Typer) -> None:
                     str(plot_receptive_fields(phenotype, 0, figures / "receptive_fields.png")),
                     str(plot_wiring(phenotype, 0, figures / "wiring.png")),
                 ]
+                if faces:
+                    from genome.figures import plot_face_units
+
+                    written.append(
+                        str(plot_face_units(phenotype, 0, sel, stimuli, figures / "face_units.png"))
+                    )
             except OSError as e:
                 fail(f"cannot write figures to {figures}: {e.strerror or e}")
             rep["figures"] = written
