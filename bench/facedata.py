@@ -7,7 +7,7 @@ the median and the range over the repeats are printed. Then the bank's
 one-off costs: rendering and writing it (into a temporary cache, `--render`)
 and reading it back from the file.
 
-    python bench/facedata.py [--repeats 20] [--batch 256 --batch 384] [--render]
+    python bench/facedata.py [--repeats 20] [--batch 256 --batch 384] [--render] [--threads 1]
 """
 
 from __future__ import annotations
@@ -49,7 +49,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, action="append")
     parser.add_argument("--bank-size", type=int, default=BANK_SIZE)
     parser.add_argument("--render", action="store_true", help="Also time rendering a bank.")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch threads: {torch.get_num_threads()}; bank of {args.bank_size} images")
     for batch in args.batch or [256, 384]:
         times = per_generation(batch, args.repeats, args.bank_size)
