@@ -23,7 +23,7 @@ from genome.layout import Layout
 
 
 def _objective(cfg: dict[str, Any], name: str) -> Objective:
-    settings = {"batch_size": cfg["batch_size"], "device": cfg["device"]}
+    settings = {"batch_size": cfg["batch_size"], "device": cfg["device"], "seed": cfg["seed"]}
     return make_objective(name, **settings, **cfg["objectives"][name])
 
 

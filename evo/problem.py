@@ -334,6 +334,8 @@ class GenomeProblem(Problem):
         would differ from the serial one.
         """
         if self._num_actors and self.actors is None:
+            for obj in self.objectives:
+                obj.prepare()
             with torch.random.fork_rng(devices=[]):
                 self._parallelize()
 

@@ -2,6 +2,8 @@
 
 - `tasks.faces`: procedural faces and hard non-faces for face detection
   (`make_faces`), and the real LFW subset as the held-out test (`lfw_faces`).
+- `tasks.facebank`: a bank of those images rendered once per seed and cached
+  on disk, from which each generation draws its minibatch (`load_face_bank`).
 - `tasks.natural`: patches of the photographs bundled with scikit-image, and
   procedural textures; the non-face imagery.
 - `tasks.digits`: labelled image sets with a fixed train/test split

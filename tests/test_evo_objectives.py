@@ -43,7 +43,7 @@ def _phenotype(layout: Layout, p: int = 4):
 
 
 def test_faces_objective_matches_per_individual_loop():
-    obj = Faces(batch_size=32)
+    obj = Faces(batch_size=32, bank_size=256)  # a small bank: rendered in a moment
     _, ph = _phenotype(Layout.build(obj.input_shape, [8], obj.n_outputs))
     x, y = obj.batch(torch.Generator().manual_seed(2))
     assert x.shape == (32, 25, 25) and y.shape == (32,)

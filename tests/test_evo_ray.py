@@ -28,12 +28,14 @@ from evo.problem import keep_ray_local
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # 24 genomes on two actors: pieces of 16 and 8, so a piece is padded (evo/problem.py).
+# The actors draw their minibatches from the face bank, read from its cache file.
 RAY_RUN = changed(
     TINY,
     seed=5,
     eval_every=3,
     checkpoint_every=3,
     task__objectives=["faces"],
+    objectives={"faces": {"data": "bank", "bank_size": 1024}},
     layout__hidden=[8],
     decoder__settings={"hidden": [16, 16]},
     algorithm__population_size=24,

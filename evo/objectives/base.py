@@ -68,6 +68,7 @@ class Objective(ABC):
         device: str = "cpu",
         dataset: str = "digits",
         augment: str = "none",
+        seed: int = 0,
     ):
         if augment not in self.augments:
             raise ValueError(
@@ -78,6 +79,8 @@ class Objective(ABC):
         self.device = torch.device(device)
         self.dataset = dataset
         self.augment = augment
+        # The run's seed: data generated once per run (a bank) is rendered from it.
+        self.seed = int(seed)
 
     @classmethod
     def setting_defaults(cls) -> dict[str, Any]:
@@ -114,6 +117,10 @@ class Objective(ABC):
     @abstractmethod
     def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
         """{name: value [P], metric: [P], ...}; the value is differentiable."""
+
+    def prepare(self) -> None:
+        """Make what every process reads from disk (before Ray actors start, so they only read it)."""
+        return None
 
     def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
         """Held-out metrics {metric: [P]} (empty when the objective has no test set)."""

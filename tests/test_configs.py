@@ -1,0 +1,43 @@
+"""The shipped configs grow the genomes of the results they are named after."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+
+from evo import build, config
+from evo.cli.run import DEMO
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _compression(cfg) -> float:
+    return build.build_decoder(cfg).compression()
+
+
+def test_faces_toml_is_the_demo_run():
+    faces = config.load(CONFIGS / "faces.toml")
+    demo = config.resolve(config.validate(copy.deepcopy(DEMO), "demo"), "demo")
+    for key in ("seed", "generations", "batch_size", "layout", "decoder", "algorithm", "task"):
+        assert faces[key] == demo[key], key
+    assert faces["objectives"] == demo["objectives"]
+    assert round(_compression(faces), 1) == 110.9
+
+
+@pytest.mark.parametrize("name", ["faces_wiring.toml", "results/faces_lfw.toml"])
+def test_faces_configs_share_the_faces_genome(name):
+    # A faces run's best.genome can start any of them (--init needs the same decoder and layout).
+    faces = config.load(CONFIGS / "faces.toml")
+    other = config.load(CONFIGS / name)
+    assert (other["decoder"], other["layout"]) == (faces["decoder"], faces["layout"])
+
+
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "results").glob("*x.toml")), ids=lambda p: p.stem
+)
+def test_a_result_named_for_a_compression_reaches_it(path):
+    want = float(re.search(r"(\d+)x$", path.stem)[1])
+    assert _compression(config.load(path)) >= want
