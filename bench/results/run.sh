@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce one result: bench/results/run.sh NAME [innate evolve options...]
-# NAME is a config in configs/results/ (faces_lfw, digits_gradient_300x,
+# NAME is a config in configs/results/ (faces_lfw, faces_lfw_fresh, digits_gradient_300x,
 # digits_gradient_1000x, faces_wiring_weighted, faces_wiring_pareto,
 # digits_evolution_300x).
 # Runs `innate evolve`, then prints `innate report` and the claim's numbers.

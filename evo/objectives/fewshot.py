@@ -101,9 +101,11 @@ class FewShot(Objective):
         except (ValueError, TypeError) as e:
             raise ValueError(f"rule: {e}") from None
 
-    def __init__(self, *, batch_size: int = 256, device: str = "cpu", **settings: Any):
+    def __init__(
+        self, *, batch_size: int = 256, device: str = "cpu", seed: int = 0, **settings: Any
+    ):
         super().__init__(
-            batch_size=batch_size, device=device, dataset=settings.get("data", "glyphs")
+            batch_size=batch_size, device=device, dataset=settings.get("data", "glyphs"), seed=seed
         )
         unknown = sorted(set(settings) - set(self.setting_defaults()))
         if unknown:
