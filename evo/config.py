@@ -150,8 +150,14 @@ def resolve(
     return cfg
 
 
-def load(path: str | Path, *, check_init: bool = True) -> dict[str, Any]:
-    """A validated, resolved config from a TOML file."""
+def load(path: str | Path, *, check_init: bool = True, saved_run: bool = False) -> dict[str, Any]:
+    """A validated, resolved config from a TOML file.
+
+    `saved_run`: the file is a run directory's config.toml. Such a file holds
+    every setting its run used, so a setting it lacks dates from before that
+    setting existed and takes the value runs had then, not today's default
+    (faces data: "fresh", rendered every generation, before the bank).
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -159,6 +165,10 @@ def load(path: str | Path, *, check_init: bool = True) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    if saved_run and "faces" in raw.get("task", {}).get("objectives", []):
+        tables = raw.setdefault("objectives", {})
+        if isinstance(tables, dict) and isinstance(tables.setdefault("faces", {}), dict):
+            tables["faces"].setdefault("data", "fresh")
     return resolve(validate(raw, str(path)), str(path), check_init=check_init)
 
 

@@ -193,7 +193,7 @@ def resume_run(
     """
     run_dir = Path(run_dir)
     check_run_dir(run_dir)
-    cfg = config.load(run_dir / rundir.CONFIG, check_init=False)
+    cfg = config.load(run_dir / rundir.CONFIG, check_init=False, saved_run=True)
     allowed = {"generations", "workers", "address"}
     bad = sorted(k for k, v in overrides.items() if v is not None and k not in allowed)
     if bad:

@@ -40,6 +40,17 @@ RAY_RUN = changed(
     decoder__settings={"hidden": [16, 16]},
     algorithm__population_size=24,
 )
+# The few-shot objective: episodes drawn in the driver, every genome adapted on the actors.
+FEWSHOT_RUN = changed(
+    RAY_RUN,
+    task__objectives=["fewshot"],
+    objectives={
+        "fewshot": {"data": "digits", "size": 8, "way": 3, "query": 2, "episodes": 3}
+        | {"test_episodes": 4}
+    },
+    algorithm__name="snes",
+)
+RUNS = {"faces": RAY_RUN, "fewshot": FEWSHOT_RUN}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +79,9 @@ def _best(run_dir):
 # The GA draws from the problem's generator after evaluating, so it also checks that
 # creating the actors draws nothing from a step's random stream.
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm", ["ga"])
-def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, algorithm):
-    raw = copy.deepcopy(RAY_RUN)
+@pytest.mark.parametrize(("run", "algorithm"), [("faces", "ga"), ("fewshot", "snes")])
+def test_two_node_cluster_run_equals_serial_run(tmp_path, cluster, run, algorithm):
+    raw = copy.deepcopy(RUNS[run])
     raw["algorithm"]["name"] = algorithm
     cfg = config.resolve(config.validate(raw))
     serial = new_run(cfg, tmp_path / "serial", progress=False)

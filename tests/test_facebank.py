@@ -186,3 +186,17 @@ def test_a_resumed_run_reads_the_bank_from_disk_and_equals_an_uninterrupted_run(
         progress=False,
     )
     assert fresh.best_fitness != whole.best_fitness
+
+
+def test_a_run_directory_from_before_the_bank_resumes_on_fresh_data(tmp_path):
+    """A saved config without `data` was a fresh-rendering run: a resume must not switch."""
+    from evo import config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[task]\nobjectives = ["faces"]\n[layout]\nhidden = [8]\n')
+    assert config.load(path, saved_run=True)["objectives"]["faces"]["data"] == "fresh"
+    assert config.load(path)["objectives"]["faces"]["data"] == "bank"  # a new run: the default
+    path.write_text(
+        '[task]\nobjectives = ["faces"]\n[objectives.faces]\ndata = "bank"\n[layout]\nhidden = [8]\n'
+    )
+    assert config.load(path, saved_run=True)["objectives"]["faces"]["data"] == "bank"
