@@ -20,8 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from tasks.cache import cache_dir, write_atomic
 from tasks.faces import make_faces
 from tasks.images import Device
 from tasks.seeds import seeded
@@ -46,15 +45,6 @@ CHUNK = 1024
 BANK_STREAM = 0xFACE
 MAX_SIZE = 1 << 20
 _SOURCES = ("faces.py", "natural.py", "images.py")
-
-
-def cache_dir() -> Path:
-    """Where built things are cached (the same place as the native kernels)."""
-    root = os.environ.get("INNATE_CACHE_DIR")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
 
 
 @functools.cache
@@ -160,19 +150,7 @@ def _write(path: Path, images: Tensor, labels: Tensor, header: dict[str, str]) -
     labels = labels.to(torch.uint8)
     meta = {**header, "images_crc32": _crc(images), "labels_crc32": _crc(labels)}
     data = save({"images": images.contiguous(), "labels": labels}, metadata=meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside its place and renamed: a reader never sees half a bank,
-    # and processes that render the same bank at once each leave a whole one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
 
 
 def build_face_bank(seed: int, size: int, image_size: int = 25) -> FaceBank:

@@ -34,9 +34,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import math
 import os
-import tempfile
 import unicodedata
 import warnings
 import zipfile
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from tasks.cache import cache_dir, write_atomic
 from tasks.images import Device, normalize_images
 
 # Bump when the cached masters change for the same fonts (rendering, filters, layout).
@@ -293,15 +294,6 @@ def _cubic(size: int, device: torch.device) -> Tensor:
     return weights[:, 0, :, 0].T.contiguous().to(device)
 
 
-def _cache_dir() -> Path:
-    """Where innate caches what it builds (the convention of `genome.native`)."""
-    root = os.environ.get("INNATE_CACHE_DIR")
-    if root:
-        return Path(root)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
-
-
 def _font_dir() -> Path:
     import matplotlib
 
@@ -321,7 +313,7 @@ def _cache_key() -> str:
 
 def _cache_path() -> Path:
     digest = hashlib.sha256(_cache_key().encode()).hexdigest()[:16]
-    return _cache_dir() / f"glyphs-v{VERSION}-{digest}.npz"
+    return cache_dir() / f"glyphs-v{VERSION}-{digest}.npz"
 
 
 _FIELDS = ("masters", "n_forms", "faces", "codepoints", "scripts")
@@ -342,17 +334,10 @@ def _catalogue(path: str) -> dict[str, np.ndarray]:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             warnings.warn(f"rebuilding the glyph cache {path}: {e}", stacklevel=3)
     cat = _build()
-    folder = os.path.dirname(path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, key=np.array(key), **cat)
     try:
-        os.makedirs(folder, exist_ok=True)
-        # A temporary file then a rename: a reader never sees half a file.
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
-            try:
-                np.savez_compressed(f, key=np.array(key), **cat)
-            except BaseException:
-                os.unlink(f.name)
-                raise
-        os.replace(f.name, path)
+        write_atomic(Path(path), buf.getvalue())
     except OSError as e:
         warnings.warn(f"could not write the glyph cache {path}: {e}", stacklevel=3)
     return cat
