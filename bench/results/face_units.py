@@ -42,7 +42,7 @@ def measure(phenotype: Phenotype, stimuli: dict) -> dict[str, torch.Tensor]:
     for face in FACE_CATEGORIES:
         sel = face_selectivity(phenotype, stimuli, face, NON_FACE_CATEGORIES)
         out[f"share_{face}"] = sel.share()
-        out[f"fsi_{face}"] = torch.cat([f for f in sel.fsi], dim=1).mean(dim=1)
+        out[f"fsi_{face}"] = torch.cat(sel.fsi, dim=1).mean(dim=1)
     return out
 
 
