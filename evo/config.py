@@ -129,6 +129,10 @@ def resolve(
     except ValueError as e:
         raise ConfigError(f"{source}: decoder: {e}") from e
     cfg["decoder"]["settings"] = decoder.settings
+    try:
+        obj.check_layers(decoder.layout.n_layers)
+    except ValueError as e:
+        raise ConfigError(f"{source}: objectives.{obj.name}.{e}") from None
     n = cfg["algorithm"]["population_size"]
     for what, size in (("genes", decoder.genome_length()), ("weights", decoder.layout.n_params)):
         if n * size > sections.MAX_POPULATION_ELEMENTS:

@@ -90,6 +90,17 @@ def test_bad_settings_are_refused_naming_the_setting(changes, words):
         config.validate(raw, "test")
 
 
+def test_eqprop_on_every_weight_of_a_deep_body_is_refused_before_the_run():
+    raw = changed(
+        RUN,
+        objectives={"fewshot": {**SETTINGS, "rule": "eqprop", "head": "all"}},
+        layout={"hidden": [12, 12]},
+    )
+    with pytest.raises(ConfigError, match=r"objectives\.fewshot\.rule: rule 'eqprop' adapts"):
+        config.resolve(config.validate(raw, "test"), "test")
+    config.resolve(config.validate(changed(raw, layout={"hidden": [12]}), "test"), "test")
+
+
 def test_the_gradient_searcher_is_refused():
     raw = changed(RUN, algorithm={"name": "gradient", "population_size": 1})
     with pytest.raises(ConfigError, match=r"algorithm\.name: 'gradient' follows the gradient"):

@@ -109,6 +109,10 @@ class Objective(ABC):
         """The largest training batch it can draw (None: unbounded, e.g. generated data)."""
         return None
 
+    def check_layers(self, n_layers: int) -> None:
+        """Raise ValueError("KEY: ...") if the objective cannot score bodies of n_layers layers."""
+        return None
+
     def batch(self, generator: torch.Generator, batch_size: int | None = None) -> Any:
         """The training data of one generation, drawn from `generator` only
         (`batch_size` examples; None: the objective's own `batch_size`)."""

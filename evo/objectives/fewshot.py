@@ -114,6 +114,14 @@ class FewShot(Objective):
         self.settings = {**self.setting_defaults(), **settings}
         self.check_settings(self.settings)
 
+    def check_layers(self, n_layers: int) -> None:
+        rule = self._rule()
+        if rule is not None and self.settings["head"] == "all":
+            try:
+                rule.check_layers(n_layers)
+            except ValueError as e:
+                raise ValueError(f"rule: {e}") from None
+
     def _rule(self):
         from lifetime.rules import make_rule
 
