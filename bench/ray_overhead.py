@@ -1,9 +1,10 @@
 """Benchmark: when Ray actors start to pay, on this machine.
 
-For each workload, whole generations of `innate evolve` in-process
-(`workers = 0`) against the same run on local Ray actors (`workers = N`),
-timed as seconds per generation between runs of G1 and G2 generations, so
-start-up (Ray's included) cancels out. Workloads, from cheap to heavy
+For each workload, `innate evolve` in-process (`workers = 0`) against the
+same run on local Ray actors (`workers = N`): the median over generations of
+each generation's step (sampling, evaluation, the searcher's update), read
+from the run's metrics, so start-up (Ray's included) is left out; the first
+--skip generations (warm-up) are dropped. Workloads, from cheap to heavy
 objectives:
 
 - faces: 25x25 -> 64 -> 1, gnet at 110.9x, population 64 and 256, 256 images;
@@ -12,21 +13,20 @@ objectives:
   8x8 -> 64 -> 5, 16 episodes of 5-way 1-shot, sgd on a new linear head, 30
   steps), population 64.
 
-Each figure is the median over --repeats pairs of runs (the range in
-brackets): Ray's timings vary a lot from run to run. The per-generation cost
-of the actors is the difference where they lose, the speed-up where they win.
+In brackets, the quartiles over generations. The per-generation cost of the
+actors is the difference where they lose, the speed-up where they win.
 
-    python bench/ray_overhead.py [--workers 2] [--generations 10,30] [--repeats 3]
+    python bench/ray_overhead.py [--workers 2] [--generations 30]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -68,35 +68,36 @@ WORKLOADS = {
 }
 
 
-def seconds(raw: dict, workers: int, generations: int) -> float:
+def step_times(raw: dict, workers: int, generations: int) -> list[float]:
+    """Seconds of each generation's step (sampling, evaluation, update), from the run's
+    metrics: start-up, Ray's included, is not in them."""
     cfg = {**raw, "seed": 0, "generations": generations, "workers": workers}
     cfg.update(eval_every=10_000, checkpoint_every=10_000)
     cfg = config.resolve(config.validate(cfg, "bench"), "bench")
     with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
-        new_run(cfg, Path(out), progress=False)
-        return time.perf_counter() - t
+        run_dir = new_run(cfg, Path(out), progress=False).run_dir
+        with open(run_dir / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    return [int(r["evaluations"]) / float(r["evals_per_s"]) for r in rows]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--generations", default="10,30", help="G1,G2")
+    parser.add_argument("--generations", type=int, default=30)
+    parser.add_argument("--skip", type=int, default=3, help="first generations left out")
     parser.add_argument("--only", help="workload names containing this text")
-    parser.add_argument("--repeats", type=int, default=3, help="median of this many pairs of runs")
     args = parser.parse_args()
-    g1, g2 = (int(g) for g in args.generations.split(","))
     print(f"seconds per generation, in-process vs {args.workers} local Ray actors")
     for name, raw in WORKLOADS.items():
         if args.only and args.only not in name:
             continue
-        seconds(raw, 0, 1)  # data, banks and caches built before any timing
-        per = {0: [], args.workers: []}
-        for _ in range(args.repeats):
-            for w in per:
-                per[w].append((seconds(raw, w, g2) - seconds(raw, w, g1)) / (g2 - g1))
-        local, ray = (statistics.median(per[w]) for w in per)
-        spread = {w: f"{1e3 * min(v):.0f}-{1e3 * max(v):.0f}" for w, v in per.items()}
+        per = {}
+        for w in (0, args.workers):
+            times = step_times(raw, w, args.generations)[args.skip :]
+            per[w] = (statistics.median(times), *statistics.quantiles(times, n=4)[::2])
+        local, ray = per[0][0], per[args.workers][0]
+        spread = {w: f"{1e3 * v[1]:.0f}-{1e3 * v[2]:.0f}" for w, v in per.items()}
         verdict = (
             f"actors {local / ray:.2f}x faster"
             if ray < local
