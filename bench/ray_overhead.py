@@ -35,21 +35,15 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 from evo import config
 from evo.driver import new_run
 
+FACES = {
+    "batch_size": 256,
+    "task": {"objectives": ["faces"]},
+    "layout": {"hidden": [64]},
+    "decoder": {"name": "gnet", "settings": {"hidden": [8, 8], "code": "binary"}},
+}
 WORKLOADS = {
-    "faces, P=64": {
-        "batch_size": 256,
-        "task": {"objectives": ["faces"]},
-        "layout": {"hidden": [64]},
-        "decoder": {"name": "gnet", "settings": {"hidden": [8, 8], "code": "binary"}},
-        "algorithm": {"name": "snes", "population_size": 64},
-    },
-    "faces, P=256": {
-        "batch_size": 256,
-        "task": {"objectives": ["faces"]},
-        "layout": {"hidden": [64]},
-        "decoder": {"name": "gnet", "settings": {"hidden": [8, 8], "code": "binary"}},
-        "algorithm": {"name": "snes", "population_size": 256},
-    },
+    "faces, P=64": {**FACES, "algorithm": {"name": "snes", "population_size": 64}},
+    "faces, P=256": {**FACES, "algorithm": {"name": "snes", "population_size": 256}},
     "digits 784-800-10, P=64": {
         "batch_size": 500,
         "task": {"objectives": ["digits"]},

@@ -94,12 +94,25 @@ def face_selectivity(
 ) -> Selectivity:
     """Test every hidden unit of every individual: `stimuli` is {category: images [n, H, W]},
     `face` names the face category and `non_faces` the categories it must beat."""
+    return face_selectivities(phenotype, stimuli, (face,), non_faces, alpha)[face]
+
+
+def face_selectivities(
+    phenotype: Phenotype,
+    stimuli: dict[str, Tensor],
+    faces: tuple[str, ...],
+    non_faces: tuple[str, ...],
+    alpha: float = ALPHA,
+) -> dict[str, Selectivity]:
+    """`face_selectivity` for each face category in `faces`, from one forward pass."""
     categories = tuple(stimuli)
-    unknown = [c for c in (face, *non_faces) if c not in stimuli]
+    unknown = [c for c in (*faces, *non_faces) if c not in stimuli]
     if unknown:
         raise ValueError(f"unknown categories {unknown}; valid: {', '.join(categories)}")
-    if not non_faces or face in non_faces:
-        raise ValueError(f"non-face categories must be given and exclude {face!r}")
+    if not non_faces or set(faces) & set(non_faces):
+        raise ValueError(
+            f"non-face categories must be given and exclude {', '.join(map(repr, faces))}"
+        )
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     sizes = {c: len(stimuli[c]) for c in categories}
@@ -108,25 +121,27 @@ def face_selectivity(
     images = torch.cat([stimuli[c] for c in categories]).to(phenotype.device)
     bounds = torch.tensor([0, *sizes.values()]).cumsum(0).tolist()
     parts = {c: slice(bounds[k], bounds[k + 1]) for k, c in enumerate(categories)}
-    means, p_values, fsis, selective = [], [], [], []
+    layers = {f: ([], [], [], []) for f in faces}  # means, p-values, FSI, selective
     with torch.no_grad():
         for h in phenotype.hidden(images):  # [P, B, U]
             r = h.transpose(1, 2).to(torch.float64)  # [P, U, B]
             mean = torch.stack([r[..., parts[c]].mean(dim=-1) for c in categories], dim=-1)
-            faces = r[..., parts[face]]
-            p = torch.stack([rank_sum(faces, r[..., parts[c]])[1] for c in non_faces], dim=-1)
-            face_mean = mean[..., categories.index(face)]
-            above = torch.stack(
-                [face_mean > mean[..., categories.index(c)] for c in non_faces], dim=-1
-            )
             pooled = torch.cat([r[..., parts[c]] for c in non_faces], dim=-1).mean(dim=-1)
-            total = face_mean + pooled
-            fsi = torch.where(total > 0, (face_mean - pooled) / total.clamp_min(1e-300), 0.0)
-            means.append(mean)
-            p_values.append(p)
-            fsis.append(fsi)
-            selective.append(((p < alpha) & above).all(dim=-1))
-    return Selectivity(categories, face, tuple(non_faces), alpha, means, p_values, fsis, selective)
+            for face in faces:
+                p = torch.stack(
+                    [rank_sum(r[..., parts[face]], r[..., parts[c]])[1] for c in non_faces], dim=-1
+                )
+                face_mean = mean[..., categories.index(face)]
+                above = torch.stack(
+                    [face_mean > mean[..., categories.index(c)] for c in non_faces], dim=-1
+                )
+                total = face_mean + pooled
+                fsi = torch.where(total > 0, (face_mean - pooled) / total.clamp_min(1e-300), 0.0)
+                for out, value in zip(
+                    layers[face], (mean, p, fsi, ((p < alpha) & above).all(dim=-1)), strict=True
+                ):
+                    out.append(value)
+    return {f: Selectivity(categories, f, tuple(non_faces), alpha, *layers[f]) for f in faces}
 
 
 def top_images(

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from genome.decoders import DECODERS
 from genome.files import load_genome
 from genome.phenotype import Phenotype
-from genome.selectivity import face_selectivity
+from genome.selectivity import face_selectivities
 from lifetime.baselines import kaiming_bodies, random_genomes
 from tasks.stimuli import FACE_CATEGORIES, NON_FACE_CATEGORIES, face_stimuli
 
@@ -39,8 +39,8 @@ from tasks.stimuli import FACE_CATEGORIES, NON_FACE_CATEGORIES, face_stimuli
 def measure(phenotype: Phenotype, stimuli: dict) -> dict[str, torch.Tensor]:
     """Per individual [P]: the share of selective units for each face category, the mean FSI."""
     out = {}
-    for face in FACE_CATEGORIES:
-        sel = face_selectivity(phenotype, stimuli, face, NON_FACE_CATEGORIES)
+    sels = face_selectivities(phenotype, stimuli, FACE_CATEGORIES, NON_FACE_CATEGORIES)
+    for face, sel in sels.items():
         out[f"share_{face}"] = sel.share()
         out[f"fsi_{face}"] = torch.cat(sel.fsi, dim=1).mean(dim=1)
     return out

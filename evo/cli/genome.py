@@ -167,21 +167,18 @@ def _print_faces(con: Any, face: str, sel: dict[str, Any]) -> None:
 def _face_units(phenotype: Any, per_category: int, top: int) -> tuple[dict, dict, Any]:
     """Baek et al.'s test of every hidden unit, once per face category: the report, the
     stimuli and the procedural-faces result (for the figure)."""
-    from genome.selectivity import face_selectivity, selectivity_report
+    from genome.selectivity import face_selectivities, selectivity_report
     from tasks.stimuli import FACE_CATEGORIES, NON_FACE_CATEGORIES, face_stimuli
 
     stimuli = face_stimuli(per_category, 0, phenotype.layout.input_shape, phenotype.device)
-    tests, first = {}, None
-    for face in FACE_CATEGORIES:
-        sel = face_selectivity(phenotype, stimuli, face, NON_FACE_CATEGORIES)
-        first = first or sel
-        tests[face] = selectivity_report(sel, 0, top)
+    sels = face_selectivities(phenotype, stimuli, FACE_CATEGORIES, NON_FACE_CATEGORIES)
+    tests = {face: selectivity_report(sel, 0, top) for face, sel in sels.items()}
     doc = {
         "stimuli": {name: len(x) for name, x in stimuli.items()},
         "stimulus_seed": 0,
         "tests": tests,
     }
-    return doc, stimuli, first
+    return doc, stimuli, sels[FACE_CATEGORIES[0]]
 
 
 def register(app: typer.Typer) -> None:
