@@ -54,16 +54,27 @@ def build_decoder(cfg: dict[str, Any]) -> Decoder:
 def ray_workers(cfg: dict[str, Any]) -> int | str:
     """Ray actors of a run: `workers`, or every CPU of the cluster when only `address` is set.
 
-    A searcher whose entry is `in_process` (the gradient optimiser) never uses Ray.
+    A searcher whose entry is `in_process` (the gradient optimiser) never uses
+    Ray. "auto" stays "auto" on a cluster (the driver measures and chooses,
+    `evo.cluster.auto_workers`) and is in-process on one machine.
     """
     if algorithm(cfg["algorithm"]["name"]).in_process:
         return 0
+    if cfg["workers"] == "auto":
+        return "auto" if cfg["address"] else 0
     return cfg["workers"] or ("max" if cfg["address"] else 0)
 
 
-def build_problem(cfg: dict[str, Any], run_dir: Path | None = None) -> GenomeProblem:
-    """The problem of a resolved config (connect Ray first when `ray_workers(cfg)`)."""
-    workers = ray_workers(cfg)
+def build_problem(
+    cfg: dict[str, Any], run_dir: Path | None = None, workers: int | str | None = None
+) -> GenomeProblem:
+    """The problem of a resolved config (connect Ray first when `ray_workers(cfg)`).
+
+    `workers` overrides the config's (what "auto" chose).
+    """
+    workers = ray_workers(cfg) if workers is None else workers
+    if workers == "auto":
+        raise ValueError('workers = "auto" is chosen by the driver; pass the choice as workers')
     return GenomeProblem(
         build_decoder(cfg),
         make_objectives(cfg),

@@ -49,6 +49,36 @@ def keep_ray_local() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+# The per-generation cost of Ray actors: the largest that bench/ray_overhead.py
+# measured on local actors (16-61 ms a generation: the generation's sync,
+# the genomes out and the evaluations back).
+ACTOR_OVERHEAD_S = 0.06
+
+
+def auto_workers(
+    step_s: float, cluster_cpus: int, local_cpus: int, overhead_s: float = ACTOR_OVERHEAD_S
+) -> tuple[int | str, str]:
+    """What `workers = "auto"` runs with, and why: 0 (in-process) or "max" (every CPU).
+
+    `step_s` is one in-process evaluation of a generation on this machine. On
+    one machine actors never paid in bench/ray_overhead.py (torch already
+    spreads one process's work over its cores), so a cluster with no more
+    CPUs than this machine runs in-process. Otherwise the work spread over
+    the cluster takes about step_s * local_cpus / cluster_cpus plus the
+    actors' overhead, and actors are used when that is shorter.
+    """
+    if cluster_cpus <= local_cpus:
+        return 0, (
+            f"in-process: the cluster has {cluster_cpus} CPUs, this machine {local_cpus}, "
+            "and on one machine Ray actors do not pay"
+        )
+    spread = step_s * local_cpus / cluster_cpus + overhead_s
+    ms = f"an in-process evaluation takes {1e3 * step_s:.0f} ms, on {cluster_cpus} CPUs ~{1e3 * spread:.0f} ms"
+    if spread < step_s:
+        return "max", f"{cluster_cpus} Ray actors: {ms}"
+    return 0, f"in-process: {ms} with the actors' overhead"
+
+
 def connect_ray(address: str, workers: int | str) -> bool:
     """Start local Ray or join the cluster at `address`; True if this call started it.
 

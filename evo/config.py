@@ -7,7 +7,9 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     final_batch_size = 1024  # optional: generation g draws batch_size + (final_batch_size
     batch_ramp = 4000        # - batch_size) * min(1, g / batch_ramp) examples (default
                              # ramp: the run's generations, fixed when it starts)
-    workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max"
+    workers = 0              # Ray actors; 0 = in-process (all CPUs if address is set); "max";
+                             # "auto": in-process on one machine, on a cluster actors
+                             # when they would pay (evo.cluster.auto_workers)
     address = ""             # "" = local; "auto" or "host:port" joins a Ray cluster
     init = ""                # "" = random; or a .genome file of the same decoder and
                              # layout to start from, or (GA) a list of them (see

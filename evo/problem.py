@@ -55,6 +55,14 @@ MODES = ("weighted", "pareto")
 EVAL_CHUNK = 16
 
 
+# Times a generation's evaluation is retried on fresh actors after Ray loses one.
+ACTOR_RETRIES = 3
+
+
+class ActorsLost(RuntimeError):
+    """Ray actors kept dying: the evaluation was retried ACTOR_RETRIES times on fresh ones."""
+
+
 # Streams of randomness derived from the run's seed, so that none overlaps another.
 STREAM_INIT, STREAM_DATA, STREAM_SEARCH, STREAM_ARCHIVE = 1, 2, 3, 4
 
@@ -102,6 +110,7 @@ class GenomeProblem(Problem):
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
         self._workspaces: dict[tuple, Phenotype] = {}
+        self.lost_actors = 0  # times Ray lost an actor and the evaluation was redone
         senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
         super().__init__(
             senses,
@@ -314,7 +323,9 @@ class GenomeProblem(Problem):
             # Pieces of whole chunks, one or more per actor (see `score`).
             per_actor = math.ceil(len(batch) / (EVAL_CHUNK * len(self.actors)))
             self._subbatch_size, self._num_subbatches = EVAL_CHUNK * per_actor, None
-        super()._evaluate_all(batch)
+            self._on_actors(lambda: Problem._evaluate_all(self, batch))
+        else:
+            super()._evaluate_all(batch)
         if self.is_main:
             values = batch.values.as_subclass(torch.Tensor).clone()
             self._evaluated.append((values, batch.evals.as_subclass(torch.Tensor).clone()))
@@ -339,6 +350,42 @@ class GenomeProblem(Problem):
             with torch.random.fork_rng(devices=[]):
                 self._parallelize()
 
+    def _sync_before(self) -> bool:
+        if not self.actors:
+            return super()._sync_before()
+        return self._on_actors(lambda: Problem._sync_before(self))
+
+    def _on_actors(self, work: Any) -> Any:
+        """`work()`, which uses the actors; when Ray loses one (a worker killed, a node
+        gone), all are replaced by fresh ones, told the generation, and `work` runs
+        again from the start. A generation's evaluation is a pure function of the
+        genomes and the generation, so the run's result is the same as if nothing
+        had been lost. After ACTOR_RETRIES replacements it raises `ActorsLost`."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        for attempt in range(ACTOR_RETRIES + 1):
+            try:
+                if attempt:  # fresh actors: tell them the generation first
+                    Problem._sync_before(self)
+                return work()
+            except (RayActorError, ActorUnavailableError) as e:
+                if attempt == ACTOR_RETRIES:
+                    raise ActorsLost(
+                        f"Ray actors were lost {ACTOR_RETRIES + 1} times in generation "
+                        f"{self.generation} (last: {type(e).__name__}); the run stops here "
+                        "and its last checkpoint stands: resume it with --resume when the "
+                        "cluster is healthy"
+                    ) from None
+                logging.getLogger("innate").warning(
+                    "generation %d: a Ray actor was lost (%s); evaluating again on fresh actors",
+                    self.generation,
+                    type(e).__name__,
+                )
+                self.lost_actors += 1
+                self.close()
+                self.start_actors()
+        raise AssertionError("unreachable")
+
     def close(self) -> None:
         """Kill this problem's Ray actors (the cluster itself is left running)."""
         if self.actors:
@@ -347,6 +394,7 @@ class GenomeProblem(Problem):
 
 
 __all__ = [
+    "ACTOR_RETRIES",
     "EVAL_CHUNK",
     "MODES",
     "STREAM_ARCHIVE",
@@ -354,6 +402,7 @@ __all__ = [
     "STREAM_INIT",
     "STREAM_SEARCH",
     "WORST",
+    "ActorsLost",
     "GenomeProblem",
     "connect_ray",
     "keep_ray_local",

@@ -115,12 +115,12 @@ def top(raw: dict[str, Any], source: str) -> dict[str, Any]:
             f"the batch only grows: must be >= batch_size ({cfg['batch_size']}), "
             f"got {cfg['final_batch_size']}",
         )
-    if cfg["workers"] != "max" and (
+    if cfg["workers"] not in ("max", "auto") and (
         not isinstance(cfg["workers"], int)
         or isinstance(cfg["workers"], bool)
         or cfg["workers"] < 0
     ):
-        fail(source, "workers", f'must be an integer >= 0 or "max", got {cfg["workers"]!r}')
+        fail(source, "workers", f'must be an integer >= 0, "max" or "auto", got {cfg["workers"]!r}')
     if not isinstance(cfg["address"], str):
         fail(
             source,

@@ -41,3 +41,26 @@ def test_faces_configs_share_the_faces_genome(name):
 def test_a_result_named_for_a_compression_reaches_it(path):
     want = float(re.search(r"(\d+)x$", path.stem)[1])
     assert _compression(config.load(path)) >= want
+
+
+def test_compression_curve_configs_reach_their_targets(tmp_path):
+    # Every point of bench/results/compression.py is a valid run config whose decoder
+    # compresses the 784-800-10 body at least as much as the point says.
+    import importlib.util
+
+    path = CONFIGS.parent / "bench" / "results" / "compression.py"
+    spec = importlib.util.spec_from_file_location("compression_curve", path)
+    curve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curve)
+    points = curve.grid(include_expensive=True)
+    assert len(points) == 1 + len(curve.DECODERS) * len(curve.METHODS) * len(curve.TARGETS)
+    assert set(curve.EXPENSIVE) < set(points)
+    for decoder, method, target in points:
+        f = tmp_path / f"{decoder}-{method}-{target}.toml"
+        f.write_text(curve.config_text(decoder, method, target, seed=0))
+        cfg = config.load(f)
+        assert (
+            cfg["layout"]["hidden"] == [800] and cfg["objectives"]["digits"]["dataset"] == "mnist"
+        )
+        assert cfg["algorithm"]["name"] == ("gradient" if method == "gradient" else "snes")
+        assert _compression(cfg) >= target

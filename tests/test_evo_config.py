@@ -76,7 +76,7 @@ def _with(**changes):
             r"algorithm.population_size: must be 1",
         ),
         (_with(decoder__name="brain"), r"decoder.name: 'brain' is not valid; valid values: gnet"),
-        (_with(workers=-1), r"workers: must be an integer >= 0 or \"max\""),
+        (_with(workers=-1), r"workers: must be an integer >= 0, \"max\" or \"auto\""),
         (_with(generations=0), r"generations: must be an integer >= 1"),
         (
             _with(final_batch_size=0),

@@ -10,8 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,3 +140,158 @@ def test_local_ray_stays_on_loopback():
     nodes, worker = json.loads(out.stdout.strip().splitlines()[-1])
     assert nodes == ["127.0.0.1"]
     assert worker == "127.0.0.1"
+
+
+def _busy_actor_pids() -> list[int]:
+    """Ray worker processes evaluating a piece right now (Ray names a worker by its task)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ray::EvaluationActor.evaluate_batch_piece"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def _metrics(run_dir):
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    timing = {"evals_per_s", "wall_s"}
+    header = rows[0].split(",")
+    return [
+        [v for k, v in zip(header, row.split(","), strict=True) if k not in timing]
+        for row in rows[1:]
+    ]
+
+
+# Heavier than RAY_RUN, so that pieces take long enough to be caught mid-evaluation.
+KILL_RUN = changed(RAY_RUN, generations=20, batch_size=1024, layout__hidden=[64], eval_every=4)
+
+
+@pytest.mark.slow
+def test_run_survives_a_ray_worker_killed_mid_generation(tmp_path, cluster, caplog):
+    cfg = config.resolve(config.validate(copy.deepcopy(KILL_RUN)))
+    serial = new_run(cfg, tmp_path / "serial", progress=False)
+    killed: list[int] = []
+    done = threading.Event()
+
+    def killer() -> None:
+        # The first worker seen evaluating a piece, killed by its pid, once.
+        while not done.is_set() and not killed:
+            for pid in _busy_actor_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level("WARNING", logger="innate"):
+            ray_cfg = {**cfg, "address": cluster.address, "workers": 2}
+            res = new_run(ray_cfg, tmp_path / "ray", progress=False)
+    finally:
+        done.set()
+        thread.join()
+    assert killed, "no worker was caught evaluating"
+    assert "a Ray actor was lost" in caplog.text
+    assert res.generation == cfg["generations"]
+    # The lost piece was evaluated again: the same run as the undisturbed serial one.
+    assert res.best_fitness == serial.best_fitness
+    assert torch.equal(res.best_genome, serial.best_genome)
+    assert _metrics(res.run_dir) == _metrics(serial.run_dir)
+
+
+@pytest.mark.slow
+def test_auto_workers_on_a_cluster_runs_a_trivial_objective_in_process(
+    tmp_path, cluster, monkeypatch, capsys
+):
+    import ray
+
+    # This machine as a one-CPU one, so that the two-CPU cluster has more and the
+    # choice rests on the timed evaluation.
+    monkeypatch.setattr("evo.driver.os.cpu_count", lambda: 1)
+    cfg = config.resolve(config.validate(copy.deepcopy(TINY)))
+    serial = new_run(cfg, tmp_path / "serial", progress=False)
+    res = new_run(
+        {**cfg, "address": cluster.address, "workers": "auto"}, tmp_path / "auto", progress=False
+    )
+    err = capsys.readouterr().err
+    assert 'workers = "auto": in-process: an in-process evaluation takes' in err
+    assert res.best_fitness == serial.best_fitness
+    assert not ray.is_initialized()  # it let go of the cluster it did not need
+
+
+def test_auto_workers_choice():
+    from evo.cluster import ACTOR_OVERHEAD_S, auto_workers
+
+    # No more CPUs than this machine: in-process without a look at the cost.
+    assert auto_workers(10.0, 8, 8)[0] == 0
+    # A heavy generation (1 s here) spread over 4x the CPUs: actors.
+    workers, why = auto_workers(1.0, 8, 2)
+    assert workers == "max" and "8 Ray actors" in why
+    # A trivial one: the actors' overhead is more than the whole evaluation.
+    assert auto_workers(ACTOR_OVERHEAD_S / 2, 64, 2)[0] == 0
+    # The crossover: spread over 2x the CPUs, actors pay from twice the overhead.
+    assert auto_workers(2.1 * ACTOR_OVERHEAD_S, 4, 2)[0] == "max"
+    assert auto_workers(1.9 * ACTOR_OVERHEAD_S, 4, 2)[0] == 0
+
+
+def test_auto_workers_on_one_machine_runs_in_process(tmp_path):
+    import ray
+
+    cfg = config.resolve(config.validate(changed(TINY, workers="auto")))
+    res = new_run(cfg, tmp_path, progress=False)
+    serial = new_run({**cfg, "workers": 0}, tmp_path / "serial", progress=False)
+    assert res.best_fitness == serial.best_fitness
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_lost_head_node_leaves_a_resumable_run(tmp_path):
+    """The head node dies mid-run: Ray ends the driver (GCS unreachable), the run
+    directory keeps its last checkpoint, and a resume ends as the undisturbed run."""
+    from ray.cluster_utils import Cluster
+
+    from evo.driver import resume_run
+
+    keep_ray_local()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    c.add_node(num_cpus=1)
+    c.wait_for_nodes()
+    proc = None
+    try:
+        cfg = config.resolve(
+            config.validate(changed(RAY_RUN, generations=2000, checkpoint_every=5))
+        )
+        path = tmp_path / "cfg.toml"
+        path.write_text(config.dumps(cfg))
+        env = dict(os.environ, RAY_gcs_rpc_server_reconnect_timeout_s="5")
+        cmd = [sys.executable, "-m", "evo.cli", "evolve", str(path), "--quiet"]
+        cmd += ["--address", c.address, "--workers", "2", "--out", str(tmp_path / "runs")]
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 600
+        while not list((tmp_path / "runs").glob("*/checkpoint.pt")):
+            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 600 s"
+            time.sleep(0.05)
+        c.remove_node(c.head_node)
+        out = proc.communicate(timeout=120)[0].decode()
+        assert proc.returncode != 0
+        assert "GCS" in out, out[-2000:]
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        for node in list(c.worker_nodes):
+            c.remove_node(node, allow_graceful=False)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    done = read_state(run_dir)["generation"]
+    assert 5 <= done < 30
+    serial = new_run({**cfg, "generations": 30}, tmp_path / "serial", progress=False)
+    resumed = resume_run(run_dir, progress=False, generations=30, workers=0, address="")
+    assert resumed.best_fitness == serial.best_fitness
+    assert torch.equal(resumed.best_genome, serial.best_genome)
+    assert _metrics(resumed.run_dir) == _metrics(serial.run_dir)

@@ -34,13 +34,13 @@ DEMO: dict[str, Any] = {
 
 
 def _workers(value: str | None) -> int | str | None:
-    if value is None or value == "max":
+    if value is None or value in ("max", "auto"):
         return value
     try:
         return int(value)
     except ValueError:
         raise typer.BadParameter(
-            f'--workers must be an integer >= 0 or "max", got {value!r}'
+            f'--workers must be an integer >= 0, "max" or "auto", got {value!r}'
         ) from None
 
 
@@ -64,7 +64,9 @@ def register(app: typer.Typer) -> None:
         generations: int = typer.Option(None, "--generations", min=1),
         population: int = typer.Option(None, "--population", min=1),
         seed: int = typer.Option(None, "--seed", min=0),
-        workers: str = typer.Option(None, "--workers", help='Ray actors (0: in-process; "max").'),
+        workers: str = typer.Option(
+            None, "--workers", help='Ray actors (0: in-process; "max"; "auto").'
+        ),
         address: str = typer.Option(
             None, "--address", help='Join a Ray cluster ("auto" or host:port).'
         ),
@@ -89,6 +91,7 @@ def register(app: typer.Typer) -> None:
         from evo.cluster import RayAddressError
         from evo.driver import new_run, resume_run
         from evo.health import SearchDiverged
+        from evo.problem import ActorsLost
         from evo.rundir import RunDirError
 
         w = _workers(workers)
@@ -127,6 +130,7 @@ def register(app: typer.Typer) -> None:
             CheckpointError,
             SearchDiverged,
             RayAddressError,
+            ActorsLost,
             RunDirError,
             FileNotFoundError,
         ) as e:
@@ -170,7 +174,9 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("runs"), "--out", help="Parent directory of the run."),
         generations: int = typer.Option(None, "--generations", min=1),
-        workers: str = typer.Option(None, "--workers", help='Ray actors (0: in-process; "max").'),
+        workers: str = typer.Option(
+            None, "--workers", help='Ray actors (0: in-process; "max"; "auto").'
+        ),
         seed: int = typer.Option(None, "--seed", min=0),
     ) -> None:
         """Evolve a face detector for about a minute, then test it on real LFW faces."""
