@@ -110,7 +110,6 @@ class GenomeProblem(Problem):
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
         self._workspaces: dict[tuple, Phenotype] = {}
-        self.lost_actors = 0  # times Ray lost an actor and the evaluation was redone
         senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
         super().__init__(
             senses,
@@ -381,7 +380,6 @@ class GenomeProblem(Problem):
                     self.generation,
                     type(e).__name__,
                 )
-                self.lost_actors += 1
                 self.close()
                 self.start_actors()
         raise AssertionError("unreachable")
