@@ -250,43 +250,63 @@ def test_auto_workers_on_one_machine_runs_in_process(tmp_path):
     assert not ray.is_initialized()
 
 
+# The cluster whose head is lost lives in a process of its own: a cluster object whose
+# head is gone keeps trying to reach it from the process that made it, and a later
+# fork of that process (tests/test_evo_rundir_faults.py) would hang.
+LOSE_HEAD = """
+import os, subprocess, sys, time
+from pathlib import Path
+from ray.cluster_utils import Cluster
+from evo.problem import keep_ray_local
+config_path, out = Path(sys.argv[1]), Path(sys.argv[2])
+keep_ray_local()
+c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+c.add_node(num_cpus=1)
+c.wait_for_nodes()
+env = dict(os.environ, RAY_gcs_rpc_server_reconnect_timeout_s="5")
+cmd = [sys.executable, "-m", "evo.cli", "evolve", str(config_path), "--quiet"]
+cmd += ["--address", c.address, "--workers", "2", "--out", str(out)]
+proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+deadline = time.monotonic() + 600
+while not list(out.glob("*/checkpoint.pt")):
+    if proc.poll() is not None or time.monotonic() > deadline:
+        proc.kill()
+        sys.exit("no checkpoint: " + proc.stdout.read().decode()[-2000:])
+    time.sleep(0.05)
+c.remove_node(c.head_node)
+try:
+    text = proc.communicate(timeout=120)[0].decode()
+finally:
+    if proc.poll() is None:
+        proc.kill()
+    for node in list(c.worker_nodes):
+        c.remove_node(node, allow_graceful=False)
+print(proc.returncode)
+print(text[-2000:])
+"""
+
+
 @pytest.mark.slow
 def test_lost_head_node_leaves_a_resumable_run(tmp_path):
     """The head node dies mid-run: Ray ends the driver (GCS unreachable), the run
     directory keeps its last checkpoint, and a resume ends as the undisturbed run."""
-    from ray.cluster_utils import Cluster
-
     from evo.driver import resume_run
 
-    keep_ray_local()
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    c.add_node(num_cpus=1)
-    c.wait_for_nodes()
-    proc = None
-    try:
-        cfg = config.resolve(
-            config.validate(changed(RAY_RUN, generations=2000, checkpoint_every=5))
-        )
-        path = tmp_path / "cfg.toml"
-        path.write_text(config.dumps(cfg))
-        env = dict(os.environ, RAY_gcs_rpc_server_reconnect_timeout_s="5")
-        cmd = [sys.executable, "-m", "evo.cli", "evolve", str(path), "--quiet"]
-        cmd += ["--address", c.address, "--workers", "2", "--out", str(tmp_path / "runs")]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while not list((tmp_path / "runs").glob("*/checkpoint.pt")):
-            assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
-            assert time.monotonic() < deadline, "no checkpoint within 600 s"
-            time.sleep(0.05)
-        c.remove_node(c.head_node)
-        out = proc.communicate(timeout=120)[0].decode()
-        assert proc.returncode != 0
-        assert "GCS" in out, out[-2000:]
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-        for node in list(c.worker_nodes):
-            c.remove_node(node, allow_graceful=False)
+    cfg = config.resolve(config.validate(changed(RAY_RUN, generations=2000, checkpoint_every=5)))
+    path = tmp_path / "cfg.toml"
+    path.write_text(config.dumps(cfg))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    lost = subprocess.run(
+        [sys.executable, "-c", LOSE_HEAD, str(path), str(tmp_path / "runs")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert lost.returncode == 0, lost.stderr[-2000:]
+    code, _, output = lost.stdout.partition("\n")
+    assert int(code) != 0  # the driver did not finish
+    assert "GCS" in output, output
     (run_dir,) = (tmp_path / "runs").iterdir()
     done = read_state(run_dir)["generation"]
     assert 5 <= done < 30
