@@ -36,7 +36,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -136,10 +135,10 @@ def load_rows(out: Path) -> dict[str, dict]:
 
 def save_rows(out: Path, rows: dict[str, dict]) -> None:
     """Rewrite compression.json atomically (a kill never leaves half a file)."""
-    path = out / "compression.json"
-    with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as f:
-        json.dump(sorted(rows.values(), key=lambda r: r["point"]), f, indent=1)
-    os.replace(f.name, path)
+    from tasks.cache import write_atomic
+
+    ordered = sorted(rows.values(), key=lambda r: r["point"])
+    write_atomic(out / "compression.json", json.dumps(ordered, indent=1).encode())
 
 
 def evolve(cfg: Path, runs: Path, log: Path) -> Path:
