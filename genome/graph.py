@@ -99,23 +99,40 @@ def graph_metrics(graph: nx.DiGraph) -> dict[str, Any]:
     Clustering, modularity and path length are taken on the undirected graph;
     clustering and modularity are weighted by abs_weight, path length is
     unweighted and measured on the largest weakly connected component.
-    A measure that is undefined for the graph (no edges, zero total weight) is NaN.
+    Communities are Louvain's (Blondel et al. 2008; networkx, seed 0, on
+    neurons numbered in the graph's order, so the same graph gives the same
+    partition in every process); clustering (Onnela's weighted form, as
+    networkx's `average_clustering`), modularity and path length are computed
+    on sparse matrices, equal to networkx's. A measure that is undefined for
+    the graph (no edges, zero total weight) is NaN.
     """
     n, m = graph.number_of_nodes(), graph.number_of_edges()
-    und = graph.to_undirected(as_view=False)
-    total = sum(w for _, _, w in und.edges(data="abs_weight", default=0.0))
+    # Neurons as integers (a set of names iterates in an order that changes from process
+    # to process, and Louvain's result with it), and only the weight (to_undirected
+    # deep-copies every attribute).
+    index = {v: k for k, v in enumerate(graph)}
+    und = nx.Graph()
+    und.add_nodes_from(range(n))
+    und.add_weighted_edges_from(
+        ((index[u], index[v], w) for u, v, w in graph.edges(data="abs_weight", default=0.0)),
+        weight="abs_weight",
+    )
+    total = sum(w for _, _, w in und.edges(data="abs_weight"))
     if m and total > 0:
-        communities = nx.community.greedy_modularity_communities(und, weight="abs_weight")
-        modularity = nx.community.modularity(und, communities, weight="abs_weight")
-        n_communities = len(communities)
-        clustering = nx.average_clustering(und, weight="abs_weight") if n else math.nan
+        # An isolated neuron is a community of its own and adds nothing to modularity;
+        # leaving them out spares Louvain most of a thresholded hub's nodes.
+        linked = und
+        if any(d == 0 for _, d in und.degree()):
+            linked = nx.Graph(und.subgraph([v for v, d in und.degree() if d > 0]))
+        communities = nx.community.louvain_communities(linked, weight="abs_weight", seed=0)
+        modularity = weighted_modularity(linked, communities)
+        n_communities = len(communities) + (n - linked.number_of_nodes())
+        clustering = average_clustering(und)
     else:
         modularity, n_communities, clustering = math.nan, n, math.nan
     if n:
-        largest = max(nx.weakly_connected_components(graph), key=len)
-        # A copy, not a view: BFS over a subgraph view is several times slower.
-        core = nx.Graph(und.subgraph(largest))
-        path = nx.average_shortest_path_length(core) if len(largest) > 1 else math.nan
+        largest = max(nx.connected_components(und), key=len)
+        path = mean_path_length(und.subgraph(largest)) if len(largest) > 1 else math.nan
     else:
         largest, path = set(), math.nan
     wiring = sum(d["abs_weight"] * d["distance"] for _, _, d in graph.edges(data=True))
@@ -131,6 +148,116 @@ def graph_metrics(graph: nx.DiGraph) -> dict[str, Any]:
         "largest_component": len(largest),
         "mean_path_length": float(path),
     }
+
+
+def _edges(graph: nx.Graph, weight: str | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Both directions of every edge of an undirected graph, self-loops dropped.
+
+    Returns indices [2, 2m] (row, column), float64 values [2m] (the edge's
+    `weight`, or 1) and the number of nodes, in the graph's node order.
+    """
+    index = {v: k for k, v in enumerate(graph)}
+    rows, cols, vals = [], [], []
+    for u, v, w in graph.edges(data=weight, default=1.0):
+        if u != v:
+            rows.append(index[u])
+            cols.append(index[v])
+            vals.append(1.0 if weight is None else float(w))
+    r = torch.tensor(rows + cols, dtype=torch.int64)
+    c = torch.tensor(cols + rows, dtype=torch.int64)
+    return torch.stack([r, c]), torch.tensor(vals + vals, dtype=torch.float64), len(index)
+
+
+def _sparse(indices: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    # The indices come from a graph's edges, in range: no invariant checks needed.
+    a = torch.sparse_coo_tensor(indices, values, (n, n), check_invariants=False)
+    return a.coalesce()
+
+
+# Dense [block, n] rows (sources, or rows of A) held at once: about 2^22 numbers.
+def _block(n: int) -> int:
+    return max(1, min(256, (1 << 22) // max(n, 1)))
+
+
+def average_clustering(graph: nx.Graph, weight: str = "abs_weight") -> float:
+    """Onnela's weighted clustering averaged over every node, as `nx.average_clustering`.
+
+    With A the weights over the largest weight, cube-rooted, node i's
+    clustering is (A^3)_ii / (d_i (d_i - 1)), d_i its degree (0 below degree 2).
+    """
+    indices, values, n = _edges(graph, weight)
+    if n == 0:
+        return math.nan
+    if values.numel() == 0:
+        return 0.0
+    values = (values / values.max()).pow(1 / 3)
+    a = _sparse(indices, values, n)
+    degree = torch.bincount(indices[0], minlength=n).double()
+    # Only a node with two neighbours or more can close a triangle.
+    nodes = torch.nonzero(degree >= 2)[:, 0]
+    position = torch.full((n,), -1, dtype=torch.long)
+    position[nodes] = torch.arange(len(nodes))
+    row_of = position[indices[0]]
+    triangles = torch.zeros(n, dtype=torch.float64)
+    step = _block(n)
+    for s in range(0, len(nodes), step):
+        # Rows of A, dense; A symmetric, so (A^3)_ii = sum_j A_ij (A @ A[rows].T)_ji.
+        e = min(s + step, len(nodes))
+        inside = (row_of >= s) & (row_of < e)
+        rows = torch.zeros(e - s, n, dtype=torch.float64)
+        rows[row_of[inside] - s, indices[1][inside]] = values[inside]
+        triangles[nodes[s:e]] = (rows * torch.sparse.mm(a, rows.T).T).sum(dim=1)
+    pairs = degree * (degree - 1)
+    c = torch.where(pairs > 0, triangles / pairs.clamp(min=1), 0.0)
+    return float(c.mean())
+
+
+def weighted_modularity(graph: nx.Graph, communities: list[set]) -> float:
+    """Newman's modularity of a partition, weighted by abs_weight, as `nx.community.modularity`.
+
+    Q = sum over communities c of L_c / W - (D_c / 2W)^2: W the total weight,
+    L_c the weight inside c, D_c the weighted degree of c's nodes.
+    """
+    index = {v: k for k, v in enumerate(graph)}
+    label = torch.empty(len(index), dtype=torch.int64)
+    for c, members in enumerate(communities):
+        label[[index[v] for v in members]] = c
+    indices, values, _ = _edges(graph, "abs_weight")
+    src, dst = label[indices[0]], label[indices[1]]
+    total = values.sum() / 2
+    inside = (values * (src == dst)).sum() / 2
+    degree = torch.bincount(src, weights=values, minlength=len(communities))
+    return float(inside / total - ((degree / (2 * total)) ** 2).sum())
+
+
+def mean_path_length(graph: nx.Graph) -> float:
+    """The mean shortest-path length in hops over ordered pairs of a connected graph.
+
+    As `nx.average_shortest_path_length` (unweighted): breadth-first search from
+    a block of sources at once, each level one sparse-by-dense product.
+    """
+    indices, values, n = _edges(graph)
+    if n < 2:
+        return math.nan
+    a = _sparse(indices, torch.ones_like(values, dtype=torch.float32), n)
+    total, step = 0, _block(n)
+    for s in range(0, n, step):
+        b = min(s + step, n) - s
+        seen = torch.zeros(n, b, dtype=torch.bool)
+        seen[torch.arange(s, s + b), torch.arange(b)] = True
+        frontier, hops, reached = seen.float(), 0, b
+        while True:
+            hops += 1
+            new = (torch.sparse.mm(a, frontier) > 0) & ~seen
+            k = int(new.sum())
+            if k == 0:
+                break
+            total, reached = total + hops * k, reached + k
+            seen |= new
+            frontier = new.float()
+        if reached != n * b:
+            raise ValueError("mean_path_length needs a connected graph")
+    return total / (n * (n - 1))
 
 
 def write_graphml(graph: nx.DiGraph, path: str | os.PathLike) -> Path:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import networkx as nx
 import pytest
@@ -10,7 +14,14 @@ import torch
 
 from genome import DECODERS, Layout, Phenotype, make_decoder
 from genome.figures import plot_receptive_fields, plot_weights, plot_wiring
-from genome.graph import graph_metrics, to_graph, write_graphml
+from genome.graph import (
+    average_clustering,
+    graph_metrics,
+    mean_path_length,
+    to_graph,
+    weighted_modularity,
+    write_graphml,
+)
 from genome.wiring import distances, wiring_cost
 
 LAYOUT = Layout.build((6, 5), [4], 3)
@@ -134,8 +145,8 @@ def test_graph_metrics_hand_case():
     assert m["largest_component"] == 5
     wl = 1 + 2.5 * math.sqrt(5) + 3 + 5 * math.sqrt(2)
     assert m["wiring_length"] == pytest.approx(wl)
-    und = g.to_undirected()
-    comms = nx.community.greedy_modularity_communities(und, weight="abs_weight")
+    und = nx.convert_node_labels_to_integers(g.to_undirected())  # neurons in graph order
+    comms = nx.community.louvain_communities(und, weight="abs_weight", seed=0)
     assert m["n_communities"] == len(comms)
     assert m["modularity"] == pytest.approx(
         nx.community.modularity(und, comms, weight="abs_weight")
@@ -150,6 +161,55 @@ def test_graph_metrics_match_networkx_on_a_decoded_network():
     assert m["clustering"] == pytest.approx(nx.average_clustering(und, weight="abs_weight"))
     core = und.subgraph(max(nx.connected_components(und), key=len))
     assert m["mean_path_length"] == pytest.approx(nx.average_shortest_path_length(core))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sparse_clustering_and_path_length_equal_networkx(seed):
+    # A graph with triangles, uneven weights, an isolated node and a degree-1 node.
+    g = nx.gnm_random_graph(40, 160, seed=seed)
+    rng = torch.Generator().manual_seed(seed)
+    for (u, v), w in zip(g.edges, torch.rand(g.number_of_edges(), generator=rng), strict=True):
+        g[u][v]["abs_weight"] = float(w)
+    g.add_edge(40, 0, abs_weight=0.5)
+    g.add_node(41)
+    assert average_clustering(g) == pytest.approx(nx.average_clustering(g, weight="abs_weight"))
+    assert average_clustering(g) > 0
+    core = g.subgraph(max(nx.connected_components(g), key=len))
+    assert mean_path_length(core) == pytest.approx(nx.average_shortest_path_length(core))
+    with pytest.raises(ValueError, match="connected"):
+        mean_path_length(g)
+    linked = nx.Graph(g.subgraph(range(41)))
+    parts = nx.community.louvain_communities(linked, weight="abs_weight", seed=seed)
+    assert len(parts) > 1
+    assert weighted_modularity(linked, parts) == pytest.approx(
+        nx.community.modularity(linked, parts, weight="abs_weight")
+    )
+
+
+def test_graph_metrics_are_the_same_in_every_process():
+    # Louvain's partition depends on the order sets iterate in, which for names
+    # changes with the process's hash seed; the metrics must not. Most neurons are
+    # isolated at this keep (networkx then iterates a subgraph's nodes as a set).
+    code = (
+        "import json, torch\n"
+        "from genome import Layout, make_decoder\n"
+        "from genome.graph import graph_metrics, to_graph\n"
+        "d = make_decoder('connectome', Layout.build((16, 16), [24], 2))\n"
+        "g = d.init(1, torch.Generator().manual_seed(3))\n"
+        "print(json.dumps(graph_metrics(to_graph(d.decode(g), 0, keep=0.05))))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": str(h)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for h in (1, 2, 3)
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    assert json.loads(runs[0])["n_communities"] > 1
 
 
 def test_graph_metrics_of_an_edgeless_graph_are_nan_not_errors():
