@@ -26,14 +26,13 @@ the spread are printed.
     python bench/loop.py [--repeats 3] [--generations 100,300] [--json out.json]
     python bench/loop.py --profile 300   # where a generation's time goes, per phase
 
-`--profile G` runs each innate variant for G generations under cProfile and
-splits the wall time by phase, from the cumulative time of the functions that
-do each: the data (the generation's minibatch), sampling the population,
-decoding, the forward pass, the objective (the rest of scoring: loss,
-accuracy, ROC-AUC), the searcher's update, the champion's re-score on the
-generation's batch, metrics (rows, health checks), the LFW test and
-checkpoints; the rest is the loop itself. cProfile slows Python-heavy parts
-more than torch's kernels, so the shares are a guide, not a measurement.
+`--profile G` runs each innate variant for G generations with a wall-clock
+timer around the functions of each phase: the data (the generation's
+minibatch), sampling the population, decoding, the forward pass, the
+objective (the rest of scoring: loss, accuracy, ROC-AUC), the searcher's
+update, the champion's re-score on the generation's batch, metrics (rows,
+health checks), the LFW test and checkpoints; the rest is EvoTorch's step
+around sampling and update, and the loop itself.
 """
 
 from __future__ import annotations
@@ -57,10 +56,16 @@ from evo.driver import new_run
 from tasks.faces import make_faces
 
 SIZE, HIDDEN, POPULATION, BATCH = 25, 32, 64, 200
+# Set by `profile` to time the hand-written loop's evaluation: wraps its `_evaluate_batch`.
+HAND_EVALUATION = None
 
 
 def by_hand(generations: int) -> float:
-    """Seconds for `generations` steps of a hand-written EvoTorch SNES on fixed images."""
+    """Seconds for `generations` steps of a hand-written EvoTorch SNES on fixed images.
+
+    Its evaluation (forward and loss) is the `_evaluate_batch` of a class named
+    `Faces`; `profile` times it there.
+    """
     import torch.nn.functional as F
     from evotorch import Problem
     from evotorch.algorithms import SNES
@@ -88,6 +93,8 @@ def by_hand(generations: int) -> float:
             ).mean(dim=1)
             batch.set_evals(loss)
 
+    if HAND_EVALUATION is not None:
+        Faces._evaluate_batch = HAND_EVALUATION(Faces._evaluate_batch)
     problem = Faces()
     searcher = SNES(problem, stdev_init=0.5, popsize=POPULATION)
     searcher.step()  # first step: lazy set-up
@@ -124,58 +131,110 @@ def innate(decoder: str, generations: int) -> float:
         return time.perf_counter() - t
 
 
-# Phase -> (file suffix, function name) whose cumulative time is the phase's; a phase
-# listed later is subtracted from the ones it runs inside (decode and forward from
-# scoring, the champion's re-score from metrics).
-PHASES = {
-    "data": [("evo/problem.py", "data")],
-    "sampling": [("evotorch/distributions.py", "sample")],
-    "decode": [("genome/decoders/base.py", "decode")],
-    "forward": [("genome/phenotype.py", "activations")],
-    "scoring": [("evo/problem.py", "score")],
-    "update": [
-        ("evotorch/distributions.py", "_compute_gradients"),
-        ("evotorch/distributions.py", "update_parameters"),
-    ],
-    "champion": [("evo/driver.py", "_evals_of")],
-    "metrics": [
-        ("evo/driver.py", "_generation_row"),
-        ("evo/driver.py", "_champion"),
-        ("evo/health.py", "divergence"),
-    ],
-    "test": [("evo/driver.py", "_test")],
-    "checkpoints": [("evo/driver.py", "checkpoint")],
-}
+def _phase_targets() -> list[tuple[str, object, str, bool]]:
+    """(phase, owner, attribute, absorbing) of every function a phase is timed in.
+
+    Time goes to the innermost phase running, except inside an absorbing one
+    (the champion's re-score, the LFW test, a checkpoint), which keeps all of
+    its time, the decoding and scoring it does included.
+    """
+    import evotorch.distributions as dist
+
+    from evo import driver, problem
+    from genome.decoders.base import Decoder
+    from genome.phenotype import Phenotype
+
+    targets = [
+        ("data", problem.GenomeProblem, "data", False),
+        ("sampling", dist.Distribution, "sample", False),
+        ("decode", Decoder, "decode", False),
+        ("forward", Phenotype, "activations", False),
+        ("objective", problem.GenomeProblem, "score", False),
+        ("champion", driver, "_evals_of", True),
+        ("metrics", driver, "_generation_row", False),
+        ("metrics", driver, "_champion", False),
+        ("metrics", driver, "divergence", False),
+        ("test", driver, "_test", True),
+        ("checkpoints", driver, "save_checkpoint", True),
+    ]
+    # The searcher's update: every distribution's own gradient and update steps.
+    for cls in vars(dist).values():
+        if isinstance(cls, type) and issubclass(cls, dist.Distribution):
+            for name in ("_compute_gradients", "update_parameters"):
+                if name in vars(cls):
+                    targets.append(("update", cls, name, False))
+    return targets
 
 
-def profile(decoder: str, generations: int) -> dict[str, float]:
-    """Seconds per phase (see PHASES) of one run, and its total."""
-    import cProfile
-    import pstats
+PHASE_ROWS = (
+    "data",
+    "sampling",
+    "decode",
+    "forward",
+    "objective",
+    "update",
+    "champion",
+    "metrics",
+    "test",
+    "checkpoints",
+)
 
-    cfg = innate_config(decoder, generations)
-    prof = cProfile.Profile()
-    with tempfile.TemporaryDirectory() as out:
-        t = time.perf_counter()
-        prof.enable()
-        new_run(cfg, Path(out), progress=False)
-        prof.disable()
-        total = time.perf_counter() - t
-    stats = pstats.Stats(prof).stats  # (file, line, name) -> (cc, nc, tt, ct, callers)
-    cum = {}
-    for phase, keys in PHASES.items():
-        cum[phase] = sum(
-            st[3]
-            for (file, _, name), st in stats.items()
-            for suffix, fn in keys
-            if name == fn and file.replace("\\", "/").endswith(suffix)
-        )
-    # Scoring runs decode and forward; the champion's re-score and the test also score,
-    # so the objective is what is left of scoring after decode and forward.
-    out = dict(cum)
-    out["objective"] = cum["scoring"] - cum["decode"] - cum["forward"]
-    out["metrics"] = cum["metrics"] - cum["champion"]
-    del out["scoring"]
+
+def profile(loop: str, generations: int) -> dict[str, float]:
+    """Wall seconds per phase of `generations` generations of `loop`, and its total.
+
+    `loop` is "by hand" or an innate decoder ("direct", "gnet"). Each phase's
+    functions are wrapped with a timer (about a microsecond a call, against
+    cProfile's cost on every Python call); the time of a call goes to its
+    phase less the time of the phases called inside it. By hand, the whole
+    evaluation (forward and loss) counts as "forward". The rest of the time is
+    "loop and the rest": EvoTorch's step around sampling and update, the
+    metrics file, the loop.
+    """
+    import functools
+
+    global HAND_EVALUATION
+    spent: dict[str, float] = {}
+    stack: list[list] = []  # [phase, absorbing, start, time of phases inside]
+
+    def timed(phase: str, absorbing: bool, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if stack and stack[-1][1]:
+                return fn(*args, **kwargs)  # inside an absorbing phase: its time
+            frame = [phase, absorbing, time.perf_counter(), 0.0]
+            stack.append(frame)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                stack.pop()
+                took = time.perf_counter() - frame[2]
+                spent[phase] = spent.get(phase, 0.0) + took - frame[3]
+                if stack:
+                    stack[-1][3] += took
+
+        return wrapper
+
+    saved = []
+    for phase, owner, attr, absorbing in _phase_targets():
+        original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
+        saved.append((owner, attr, original))
+        setattr(owner, attr, timed(phase, absorbing, original))
+    try:
+        if loop == "by hand":
+            HAND_EVALUATION = functools.partial(timed, "forward", True)
+            total = by_hand(generations)
+            spent = {k: v for k, v in spent.items() if k in ("sampling", "forward", "update")}
+        else:
+            with tempfile.TemporaryDirectory() as out:
+                t = time.perf_counter()
+                new_run(innate_config(loop, generations), Path(out), progress=False)
+                total = time.perf_counter() - t
+    finally:
+        HAND_EVALUATION = None
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
+    out = {k: spent.get(k, 0.0) for k in PHASE_ROWS}
     out["loop and the rest"] = total - sum(out.values())
     out["total"] = total
     return out
@@ -190,12 +249,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.profile:
         innate("direct", 2)  # the bank, once
-        tables = {name: profile(name, args.profile) for name in ("direct", "gnet")}
-        print(f"ms per generation ({args.profile} generations under cProfile)")
-        print(f"  {'phase':18s} {'direct':>8s} {'gnet':>8s}")
+        loops = ("by hand", "direct", "gnet")
+        # Per generation: the difference between a run of G and one of G / 4, so
+        # that start-up (imports aside: the run directory, the problem, the bank's
+        # load, the last files) is left out, as in the rates.
+        g1, g2 = max(1, args.profile // 4), args.profile
+        tables = {}
+        for name in loops:
+            short, long = profile(name, g1), profile(name, g2)
+            tables[name] = {k: (long[k] - short[k]) / (g2 - g1) for k in long}
+        print(f"wall ms per generation (runs of {g2} less runs of {g1}, timed phases)")
+        print(f"  {'phase':18s}" + "".join(f"{n:>9s}" for n in loops))
         for phase in tables["direct"]:
-            row = [1e3 * tables[n][phase] / args.profile for n in ("direct", "gnet")]
-            print(f"  {phase:18s} {row[0]:8.2f} {row[1]:8.2f}")
+            row = [1e3 * tables[n][phase] for n in loops]
+            print(f"  {phase:18s}" + "".join(f"{v:9.2f}" for v in row))
         return
     g1, g2 = (int(g) for g in args.generations.split(","))
     innate("direct", 2)  # the bank is built (or loaded) once before any timing

@@ -40,7 +40,11 @@ def divergence(
     """
     if center is not None and not bool(torch.isfinite(center).all()):
         what = "the search distribution's centre is not finite"
-    elif not bool(torch.isfinite(values).all(dim=1).any()):
+    elif not (
+        # The first genome is finite as a rule: then there is no need to read them all.
+        values.shape[0] > 0
+        and (bool(torch.isfinite(values[0]).all()) or bool(torch.isfinite(values).all(dim=1).any()))
+    ):
         what = "every genome of the population is not finite"
     elif evals.shape[0] > 1 and not bool(columns.finite(evals).any()):
         return (

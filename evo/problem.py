@@ -217,11 +217,12 @@ class GenomeProblem(Problem):
         per objective) where given.
 
         With `exact`, the population is scored in chunks of exactly `EVAL_CHUNK`
-        genomes (the last one padded with copies), each copied to fresh, aligned
-        memory and decoded into one reused workspace (`_workspace`): CPU kernels
-        pick their code path by shape and by alignment, so without this a
-        genome's fitness could change in the last bits with the size of the
-        piece of the population it is scored in (serial versus a Ray actor).
+        genomes (the last one padded with copies), each in contiguous memory
+        aligned to 64 bytes (a chunk that is not already is copied to fresh
+        memory, which is) and decoded into one reused workspace (`_workspace`):
+        CPU kernels pick their code path by shape and by alignment, so without
+        this a genome's fitness could change in the last bits with the size of
+        the piece of the population it is scored in (serial versus a Ray actor).
         """
         data = self.data(generation) if data is None else data
         population = population.to(self.device)
@@ -231,7 +232,7 @@ class GenomeProblem(Problem):
         for start in range(0, p, step):
             part = population[start : start + step]
             n = part.shape[0]
-            if exact:
+            if exact and not (n == step and part.is_contiguous() and part.data_ptr() % 64 == 0):
                 chunk = torch.empty(step, part.shape[1], dtype=part.dtype, device=part.device)
                 chunk[:n] = part
                 chunk[n:] = part[:1]
@@ -334,6 +335,8 @@ class GenomeProblem(Problem):
         done, self._evaluated = self._evaluated, []
         if not done:
             return torch.empty(0, self.solution_length), self.eval_columns.empty()
+        if len(done) == 1:  # one evaluation a step, as a rule: no second copy
+            return done[0][0].cpu(), done[0][1].cpu()
         return torch.cat([v for v, _ in done]).cpu(), torch.cat([e for _, e in done]).cpu()
 
     def start_actors(self) -> None:

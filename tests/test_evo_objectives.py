@@ -134,6 +134,9 @@ def test_fitness_is_a_pure_function_of_genome_generation_and_seed(shape):
     # Any piece that starts on a chunk boundary, as on a Ray actor, scores bit for bit the same.
     assert torch.equal(whole, torch.cat([fit(pop[:16], 5), fit(pop[16:], 5)]))
     assert torch.equal(whole[32:], fit(pop[32:].clone(), 5))
+    # Chunks read in place where aligned, copied where not: the same bits either way.
+    skewed = torch.empty(pop.numel() + 1)[1:].view_as(pop).copy_(pop)
+    assert skewed.data_ptr() % 64 != 0 and torch.equal(whole, fit(skewed, 5))
     assert not torch.equal(whole, fit(pop, 6))
     other = GenomeProblem(dec, [Any10(batch_size=32)], seed=1)
     assert not torch.equal(whole, fit(pop, 5, other))
