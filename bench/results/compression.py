@@ -1,6 +1,7 @@
 """The compression curve: digits accuracy against genome compression, per decoder and method.
 
     python bench/results/compression.py run   [--out DIR] [--jobs 2] [--only NAME ...] [--all]
+                                              [--seeds 0 1 2]
     python bench/results/compression.py table [--out DIR]
     python bench/results/compression.py plot  [--out DIR] [--png docs/compression.png]
 
@@ -22,8 +23,10 @@ selects on. `run` writes one row per point to OUT/compression.json as soon as
 the point finishes, and skips points already there, so it can be stopped and
 started again; `--only` runs the named points (`gnet-gradient-300`), `--all`
 also runs the points left out of the default grid for their cost (see
-`EXPENSIVE`). Runs go to OUT/runs, one thread each (`OMP_NUM_THREADS=1`),
-`--jobs` at a time.
+`EXPENSIVE`). `--seeds` runs each point once per seed (the run's `seed`:
+the decoder's initial genome, the minibatches, the search); `table` and
+`plot` give the mean over the seeds a point has, with the range. Runs go to
+OUT/runs, one thread each (`OMP_NUM_THREADS=1`), `--jobs` at a time.
 
 `plot` draws the curve with the points Shuvaev et al. (PNAS 2024) report for
 the g-network on MNIST (94% at 322x, 79% at 1,038x) beside it.
@@ -47,15 +50,14 @@ sys.path.insert(0, str(ROOT / "bench" / "results"))
 DECODERS = ("gnet", "connectome")
 METHODS = ("gradient", "evolution")
 TARGETS = (10, 30, 100, 300, 1000, 3000)
-# Points left out of the default grid: their cost per step on one thread
-# (measured on the 2-core development machine) puts one run beyond an hour.
-# gnet's fused native decode kernel covers narrow g-networks only; from 100x
-# down each SNES individual costs ~0.5 s per generation (~25 s a generation).
+# Points left out of the default grid: their cost on one thread (decode FLOP
+# per genome from `decode_flops`, seconds measured on the 2-core development
+# machine while other runs shared it) puts one run beyond an hour.
 EXPENSIVE = {
-    ("gnet", "gradient", 10): "~3 s per step: ~50 min for 1,000 steps",
-    ("gnet", "evolution", 10): "~1.3 s per individual: ~14 h for 800 generations",
-    ("gnet", "evolution", 30): "~0.5 s per individual: ~6 h for 800 generations",
-    ("gnet", "evolution", 100): "~0.6 s per individual: ~6 h for 800 generations",
+    ("gnet", "gradient", 10): "~4 s per step: ~65 min for 1,000 steps",
+    ("gnet", "evolution", 10): "36.5 GFLOP, ~2.1 s per genome: ~22 h for 800 generations",
+    ("gnet", "evolution", 30): "11.4 GFLOP, ~0.6 s per genome: ~6.6 h for 800 generations",
+    ("gnet", "evolution", 100): "3.0 GFLOP, ~0.18 s per genome: ~1.9 h for 800 generations",
 }
 # The uncompressed body trained by the same gradient budget: the curve's ceiling.
 REFERENCE = ("direct", "gradient", 1)
@@ -126,18 +128,19 @@ def config_text(decoder: str, method: str, target: int, seed: int) -> str:
     return f"seed = {seed}\n{body}\n[layout]\nhidden = [800]\n\n{dec}"
 
 
-def load_rows(out: Path) -> dict[str, dict]:
+def load_rows(out: Path) -> dict[tuple[str, int], dict]:
+    """The finished runs, by (point, seed)."""
     path = out / "compression.json"
     if not path.is_file():
         return {}
-    return {row["point"]: row for row in json.loads(path.read_text())}
+    return {(row["point"], row["seed"]): row for row in json.loads(path.read_text())}
 
 
-def save_rows(out: Path, rows: dict[str, dict]) -> None:
+def save_rows(out: Path, rows: dict[tuple[str, int], dict]) -> None:
     """Rewrite compression.json atomically (a kill never leaves half a file)."""
     from tasks.cache import write_atomic
 
-    ordered = sorted(rows.values(), key=lambda r: r["point"])
+    ordered = [rows[k] for k in sorted(rows)]
     write_atomic(out / "compression.json", json.dumps(ordered, indent=1).encode())
 
 
@@ -195,46 +198,75 @@ def run(args: argparse.Namespace) -> None:
         points = [known[n] for n in args.only]
     # The costliest first (gnet before connectome, wide before narrow): the pool stays full.
     todo = sorted(
-        (p for p in points if point_name(*p) not in rows), key=lambda p: (p[0] != "gnet", p[2])
+        ((p, seed) for p in points for seed in args.seeds if (point_name(*p), seed) not in rows),
+        key=lambda ps: (ps[0][0] != "gnet", ps[0][2], ps[1]),
     )
-    print(f"{len(todo)} of {len(points)} points to run, {args.jobs} at a time", flush=True)
+    total = len(points) * len(args.seeds)
+    print(f"{len(todo)} of {total} runs to do, {args.jobs} at a time", flush=True)
 
-    def one(p: tuple[str, str, int]) -> None:
+    def one(p: tuple[str, str, int], seed: int) -> None:
         name = point_name(*p)
-        cfg = out / "configs" / f"{name}.toml"
-        cfg.write_text(config_text(*p, seed=args.seed))
+        cfg = out / "configs" / f"{name}-s{seed}.toml"
+        cfg.write_text(config_text(*p, seed=seed))
         t0 = time.perf_counter()
-        run_dir = evolve(cfg, out / "runs", out / "configs" / f"{name}.log")
-        row = {"point": name, "decoder": p[0], "method": p[1], "target": p[2], "seed": args.seed}
+        run_dir = evolve(cfg, out / "runs", out / "configs" / f"{name}-s{seed}.log")
+        row = {"point": name, "decoder": p[0], "method": p[1], "target": p[2], "seed": seed}
         row.update(score(run_dir), run=run_dir.name)
-        rows[name] = row
+        rows[name, seed] = row
         save_rows(out, rows)  # one thread at a time runs this line (the GIL)
         took = (time.perf_counter() - t0) / 60
-        print(f"{name}: test {row['best_test_acc']:.3f} ({took:.1f} min)", flush=True)
+        print(f"{name} seed {seed}: test {row['best_test_acc']:.3f} ({took:.1f} min)", flush=True)
 
     with ThreadPoolExecutor(args.jobs) as pool:
-        for f in [pool.submit(one, p) for p in todo]:
+        for f in [pool.submit(one, p, seed) for p, seed in todo]:
             f.result()
+
+
+def summary(rows: dict[tuple[str, int], dict]) -> list[dict]:
+    """One entry per point, in grid order: its rows over seeds, the mean and range of each score."""
+    by_point: dict[str, list[dict]] = {}
+    for (point, _), row in sorted(rows.items()):
+        by_point.setdefault(point, []).append(row)
+    order = {n: i for i, n in enumerate(point_name(*p) for p in grid(True))}
+    out = []
+    for point in sorted(by_point, key=lambda n: order.get(n, 1e9)):
+        runs = by_point[point]
+        entry = {k: runs[0][k] for k in ("decoder", "method", "target", "genes", "compression")}
+        entry["seeds"] = [r["seed"] for r in runs]
+        entry["wall_s"] = sum(r["wall_s"] for r in runs) / len(runs)
+        for key in ("best_test_acc", "center_test_acc", "best_train_acc"):
+            vals = [r[key] for r in runs if r.get(key) is not None]
+            if vals:
+                entry[key] = (sum(vals) / len(vals), min(vals), max(vals))
+        out.append(entry)
+    return out
+
+
+def _pct(stat: tuple[float, float, float] | None) -> str:
+    if stat is None:
+        return ""
+    mean, lo, hi = stat
+    return f"{100 * mean:.1f}%" + ("" if lo == hi else f" ({100 * lo:.1f}-{100 * hi:.1f})")
 
 
 def table(args: argparse.Namespace) -> None:
     rows = load_rows(args.out)
     print(
-        "| decoder | method | target | genes | compression | test (best) | test (mean) | train | min |"
+        "| decoder | method | target | genes | compression | seeds "
+        "| test (best genome) | test (mean genome) | train | min per run |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    order = {n: i for i, n in enumerate(point_name(*p) for p in grid(True))}
-    for r in sorted(rows.values(), key=lambda r: order.get(r["point"], 1e9)):
-        mean = r.get("center_test_acc")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for e in summary(rows):
         print(
-            f"| {r['decoder']} | {r['method']} | {r['target']}x | {r['genes']:,} | "
-            f"{r['compression']:,.1f}x | {100 * r['best_test_acc']:.1f}% | "
-            f"{'' if mean is None else f'{100 * mean:.1f}%'} | "
-            f"{100 * r['best_train_acc']:.1f}% | {r['wall_s'] / 60:.1f} |"
+            f"| {e['decoder']} | {e['method']} | {e['target']}x | {e['genes']:,} | "
+            f"{e['compression']:,.1f}x | {len(e['seeds'])} | {_pct(e.get('best_test_acc'))} | "
+            f"{_pct(e.get('center_test_acc'))} | {_pct(e.get('best_train_acc'))} | "
+            f"{e['wall_s'] / 60:.1f} |"
         )
+    done = {point for point, _ in rows}
     for key, why in EXPENSIVE.items():
-        if point_name(*key) not in rows:
-            print(f"| {key[0]} | {key[1]} | {key[2]}x | not run: {why} | | | | | |")
+        if point_name(*key) not in done:
+            print(f"| {key[0]} | {key[1]} | {key[2]}x | not run: {why} | | | | | | |")
 
 
 def plot(args: argparse.Namespace) -> None:
@@ -243,29 +275,42 @@ def plot(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = load_rows(args.out)
+    entries = summary(load_rows(args.out))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = {"gradient": "-", "evolution": "--"}
     colors = {"gnet": "C0", "connectome": "C1"}
     for d in DECODERS:
         for m in METHODS:
             pts = sorted(
-                (r["compression"], r["best_test_acc"])
-                for r in rows.values()
-                if r["decoder"] == d and r["method"] == m
+                (e["compression"], *e["best_test_acc"])
+                for e in entries
+                if e["decoder"] == d and e["method"] == m
             )
             if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, styles[m], marker="o", color=colors[d], label=f"{d}, {m}")
-    ref = rows.get(point_name(*REFERENCE))
+                xs, mean, lo, hi = (list(c) for c in zip(*pts, strict=True))
+                err = [
+                    [a - b for a, b in zip(mean, lo, strict=True)],
+                    [b - a for a, b in zip(mean, hi, strict=True)],
+                ]
+                ax.errorbar(
+                    xs,
+                    mean,
+                    yerr=err,
+                    fmt=styles[m],
+                    marker="o",
+                    color=colors[d],
+                    capsize=3,
+                    label=f"{d}, {m}",
+                )
+    ref = next((e for e in entries if e["decoder"] == REFERENCE[0]), None)
     if ref:
-        ax.axhline(ref["best_test_acc"], color="0.5", lw=0.8, label="uncompressed (direct)")
+        ax.axhline(ref["best_test_acc"][0], color="0.5", lw=0.8, label="uncompressed (direct)")
     xs, ys = zip(*PAPER, strict=True)
     ax.plot(xs, ys, "k*", ms=11, label="Shuvaev et al. 2024 (g-network)")
     ax.set_xscale("log")
     ax.set_xlabel("compression (p-network parameters / genes)")
     ax.set_ylabel("test accuracy (MNIST subset, 1,000 images)")
-    ax.set_title("Digits 784-800-10: accuracy against compression")
+    ax.set_title("Digits 784-800-10: accuracy against compression (mean, range over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     args.png.parent.mkdir(parents=True, exist_ok=True)
@@ -278,7 +323,7 @@ def main() -> None:
     ap.add_argument("command", choices=("run", "table", "plot"))
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "compression")
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="a run per point and seed")
     ap.add_argument("--only", nargs="+", metavar="POINT", help="run these points (see the grid)")
     ap.add_argument("--all", action="store_true", help="also the points in EXPENSIVE")
     ap.add_argument("--png", type=Path, default=ROOT / "docs" / "compression.png")
