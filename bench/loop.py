@@ -26,13 +26,15 @@ the spread are printed.
     python bench/loop.py [--repeats 3] [--generations 100,300] [--json out.json]
     python bench/loop.py --profile 300   # where a generation's time goes, per phase
 
-`--profile G` runs each innate variant for G generations with a wall-clock
-timer around the functions of each phase: the data (the generation's
-minibatch), sampling the population, decoding, the forward pass, the
-objective (the rest of scoring: loss, accuracy, ROC-AUC), the searcher's
-update, the champion's re-score on the generation's batch, metrics (rows,
-health checks), the LFW test and checkpoints; the rest is EvoTorch's step
-around sampling and update, and the loop itself.
+`--profile G` runs the hand-written loop and each innate variant for G and
+for G / 4 generations with a wall-clock timer around the functions of each
+phase, and prints the difference per generation (start-up left out): the
+data (the generation's minibatch), sampling the population, decoding, the
+forward pass (by hand: its whole evaluation), the objective (the rest of
+scoring: loss, accuracy, ROC-AUC), the searcher's update, the champion's
+re-score on the generation's batch, metrics (rows, health checks), the LFW
+test and checkpoints; the rest is EvoTorch's step around sampling and
+update, and the loop itself.
 """
 
 from __future__ import annotations
