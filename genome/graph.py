@@ -132,7 +132,7 @@ def graph_metrics(graph: nx.DiGraph) -> dict[str, Any]:
         modularity, n_communities, clustering = math.nan, n, math.nan
     if n:
         largest = max(nx.connected_components(und), key=len)
-        path = mean_path_length(und.subgraph(largest)) if len(largest) > 1 else math.nan
+        path = _mean_path_length(*_edges(und), nodes=largest) if len(largest) > 1 else math.nan
     else:
         largest, path = set(), math.nan
     wiring = sum(d["abs_weight"] * d["distance"] for _, _, d in graph.edges(data=True))
@@ -236,7 +236,20 @@ def mean_path_length(graph: nx.Graph) -> float:
     As `nx.average_shortest_path_length` (unweighted): breadth-first search from
     a block of sources at once, each level one sparse-by-dense product.
     """
-    indices, values, n = _edges(graph)
+    return _mean_path_length(*_edges(graph))
+
+
+def _mean_path_length(
+    indices: torch.Tensor, values: torch.Tensor, n: int, nodes: set[int] | None = None
+) -> float:
+    """`mean_path_length` of the graph of `_edges`, or of its subgraph on `nodes` (indices)."""
+    if nodes is not None:
+        # The subgraph's edges, renumbered: cheaper than iterating a networkx subgraph view.
+        keep = torch.zeros(n, dtype=torch.bool)
+        keep[torch.tensor(sorted(nodes), dtype=torch.long)] = True
+        inside = keep[indices[0]] & keep[indices[1]]
+        position = torch.cumsum(keep, 0) - 1
+        indices, values, n = position[indices[:, inside]], values[inside], int(keep.sum())
     if n < 2:
         return math.nan
     a = _sparse(indices, torch.ones_like(values, dtype=torch.float32), n)
