@@ -327,11 +327,18 @@ class GenomeProblem(Problem):
         else:
             super()._evaluate_all(batch)
         if self.is_main:
-            values = batch.values.as_subclass(torch.Tensor).clone()
-            self._evaluated.append((values, batch.evals.as_subclass(torch.Tensor).clone()))
+            # Views, not copies (a population of 64 direct genomes is 5 MB a generation):
+            # a searcher samples its next population after the caller has read this one.
+            values = batch.values.as_subclass(torch.Tensor)
+            self._evaluated.append((values, batch.evals.as_subclass(torch.Tensor)))
 
     def drain(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Genomes [N, D] and evals [N, n_objectives + C] evaluated since the last drain."""
+        """Genomes [N, D] and evals [N, n_objectives + C] evaluated since the last drain.
+
+        They may share memory with the searcher's population: read them before
+        its next step (`EvoEngine.step` drains, the loop reads, then steps), or
+        copy them.
+        """
         done, self._evaluated = self._evaluated, []
         if not done:
             return torch.empty(0, self.solution_length), self.eval_columns.empty()

@@ -300,3 +300,20 @@ def test_the_ga_keeps_the_best_first_of_parents_and_children():
     keep = best_first(both)[: len(searcher.population)]
     assert len(both) == 2 * len(searcher.population)
     assert torch.equal(searcher.population.values, both.values[keep])
+
+
+@pytest.mark.parametrize("name", sorted(set(ALGORITHMS) - {"gradient"}))
+def test_a_step_neither_reads_nor_moves_the_callers_global_generator(name):
+    cfg = _resolved(changed(BASE, algorithm__name=name))
+
+    def two_steps(global_seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        torch.manual_seed(global_seed)
+        engine = make_engine(build.build_problem(cfg), cfg)
+        # A step's genomes may share the searcher's memory: copied before the next step.
+        genomes = [engine.step(g)[0].clone() for g in range(2)]
+        return genomes, torch.rand(3)
+
+    (a, after_a), (b, _) = two_steps(1), two_steps(2)
+    torch.manual_seed(1)
+    assert torch.equal(after_a, torch.rand(3))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))

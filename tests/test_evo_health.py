@@ -18,7 +18,8 @@ from evo import config
 from evo.checkpoint import read_state
 from evo.cli import app
 from evo.driver import new_run
-from evo.health import SearchDiverged
+from evo.evals import EvalColumns
+from evo.health import SearchDiverged, divergence
 from evo.search import distribution
 from genome.files import load_genome
 
@@ -81,3 +82,23 @@ def test_the_cli_says_where_a_search_went_nan_in_one_line(tmp_path, monkeypatch)
     lines = out.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: generation 1: ")
     assert "best genome so far" in lines[0]
+
+
+def test_huge_finite_genomes_are_finite_and_any_nan_or_infinity_is_not():
+    # The check sums first: a sum that overflows must not read as a non-finite search.
+    cols = EvalColumns(n_objectives=1, names=("digits",), objectives=("digits",), weights=(1.0,))
+    evals = torch.zeros(4, 3)
+    huge = torch.full((4, 6), 3e38)
+    assert not torch.isfinite(huge.sum())
+    assert divergence(3, huge, evals, huge[0], cols) is None
+    for bad in (math.nan, math.inf, -math.inf):
+        center = huge[0].clone()
+        center[2] = bad
+        msg = divergence(3, huge, evals, center, cols)
+        assert msg is not None and msg.startswith("generation 3: the search distribution's centre")
+        genomes = huge.clone()
+        genomes[:, 5] = bad
+        msg = divergence(3, genomes, evals, huge[0], cols)
+        assert msg is not None and "every genome of the population is not finite" in msg
+        genomes[1, 5] = 1.0  # one finite genome: the generation goes on
+        assert divergence(3, genomes, evals, huge[0], cols) is None

@@ -205,6 +205,8 @@ class Decoder(ABC):
             gain = genes.get(f"l{k}.gain")
             if self.standardize and native.applies(w, gain):
                 native.standardize(w, self.multiplier(w.shape[2], gain), outs[k])
+            elif not self.standardize and not (torch.is_grad_enabled() and w.requires_grad):
+                torch.mul(w, math.sqrt(2.0 / w.shape[2]), out=outs[k])  # as `_scale`, in place
             else:
                 outs[k].copy_(self._scale(w, gain))
         return raw_b
