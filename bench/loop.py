@@ -1,19 +1,22 @@
 """Benchmark: whole generations of `innate evolve` against the same search written by hand in EvoTorch.
 
-The workload of a user's first run: face detection, a 25x25 -> 32 -> 1
-network, SNES with a population of 64, 200 images a generation. Side by side
-in one process, each timed as generations per second of its whole loop:
+Two workloads (`--workload`), each SNES with a population of 64: faces, the
+workload of a user's first run (a 25x25 -> 32 -> 1 network, 200 images a
+generation, g-network [8, 8]), and digits (the MNIST subset, 784 -> 100 -> 10,
+500 images, g-network [5, 5], cross-entropy). Side by side in one process,
+each timed as generations per second of its whole loop:
 
 - by hand: what an EvoTorch user writes: a `Problem` with a vectorised
   fitness that reshapes the population [P, D] into the network's weights and
-  scores it on one fixed set of 200 procedural images, stepped by `SNES`
+  scores it on one fixed set of images (200 procedural faces; the first 500
+  MNIST training images), stepped by `SNES`
   (the population read through a plain tensor view, as the EvoTorch notes
   advise: its read-only wrapper slows torch code about 2x);
 - innate, direct decoder: `evo.driver.new_run` on the same body, population
-  and batch, each generation's 200 images drawn from the face bank; metrics
-  every generation, the test on LFW every 50 and checkpoints every 50, as
-  `configs/faces.toml` has them;
-- innate, g-network: the same with a gnet [8, 8] genome (binary codes).
+  and batch, each generation's images drawn from the face bank (or the MNIST
+  training set); metrics every generation, the test (LFW, or the MNIST test
+  images) every 50 and checkpoints every 50, as `configs/faces.toml` has them;
+- innate, g-network: the same with a g-network genome (binary codes).
 
 An innate run's rate is taken between two runs of different lengths (G1 and
 G2 generations; (G2 - G1) / (t2 - t1)), so start-up (imports, the bank's load,
@@ -23,7 +26,8 @@ scaling, forward; as in bench/generation.py) is set against the matmul rate
 measured in the same process. Each is repeated --repeats times; the best and
 the spread are printed.
 
-    python bench/loop.py [--repeats 3] [--generations 100,300] [--json out.json]
+    python bench/loop.py [--workload faces|digits] [--repeats 3] [--generations 100,300]
+                         [--json out.json]
     python bench/loop.py --profile 300   # where a generation's time goes, per phase
 
 `--profile G` runs the hand-written loop and each innate variant for G and
@@ -44,6 +48,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,30 +60,67 @@ from generation import matmul_rate, step_flops
 
 from evo import build, config
 from evo.driver import new_run
-from tasks.faces import make_faces
 
-SIZE, HIDDEN, POPULATION, BATCH = 25, 32, 64, 200
+POPULATION = 64
 # Set by `profile` to time the hand-written loop's evaluation: wraps its `_evaluate_batch`.
 HAND_EVALUATION = None
 
 
-def by_hand(generations: int) -> float:
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    size: int  # the input sheet is size x size
+    hidden: int
+    outputs: int
+    batch: int
+    gnet_hidden: tuple[int, ...]
+    settings: dict  # the objective's own settings
+
+
+WORKLOADS = {
+    "faces": Workload("faces", 25, 32, 1, 200, (8, 8), {"data": "bank"}),
+    "digits": Workload("digits", 28, 100, 10, 500, (5, 5), {"dataset": "mnist"}),
+}
+
+
+def fixed_batch(w: Workload) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hand-written loop's one set of images [B, size * size] and labels [B]."""
+    if w.name == "faces":
+        from tasks.faces import make_faces
+
+        x, y = make_faces(w.batch, torch.Generator().manual_seed(0), size=w.size)
+    else:
+        from tasks import load_dataset
+
+        ds = load_dataset(w.settings["dataset"])
+        x, y = ds.train_x[: w.batch], ds.train_y[: w.batch]
+    return x.reshape(w.batch, -1), y
+
+
+def by_hand(generations: int, w: Workload = WORKLOADS["faces"]) -> float:
     """Seconds for `generations` steps of a hand-written EvoTorch SNES on fixed images.
 
     Its evaluation (forward and loss) is the `_evaluate_batch` of a class named
-    `Faces`; `profile` times it there.
+    `ByHand`; `profile` times it there.
     """
     import torch.nn.functional as F
     from evotorch import Problem
     from evotorch.algorithms import SNES
 
-    x, y = make_faces(BATCH, torch.Generator().manual_seed(0), size=SIZE)
-    x = x.reshape(BATCH, -1)
-    target = y.float()
-    n_in = SIZE * SIZE
-    sizes = [HIDDEN * n_in, HIDDEN, HIDDEN, 1]
+    x, y = fixed_batch(w)
+    n_in, hidden, n_out = w.size * w.size, w.hidden, w.outputs
+    sizes = [hidden * n_in, hidden, n_out * hidden, n_out]
 
-    class Faces(Problem):
+    def loss_of(logits: torch.Tensor) -> torch.Tensor:  # [P, B, n_out] -> [P]
+        p = logits.shape[0]
+        if n_out == 1:
+            target = y.float().expand(p, -1)
+            each = F.binary_cross_entropy_with_logits(logits[..., 0], target, reduction="none")
+        else:
+            each = F.cross_entropy(logits.reshape(-1, n_out), y.repeat(p), reduction="none")
+        return each.view(p, -1).mean(dim=1)
+
+    class ByHand(Problem):
         def __init__(self):
             super().__init__("min", solution_length=sum(sizes), initial_bounds=(-0.1, 0.1))
 
@@ -87,17 +129,14 @@ def by_hand(generations: int) -> float:
             w1, b1, w2, b2 = genes.split(sizes, dim=1)
             p = genes.shape[0]
             h = torch.relu(
-                torch.baddbmm(b1[:, None, :], x.expand(p, -1, -1), w1.view(p, HIDDEN, n_in).mT)
+                torch.baddbmm(b1[:, None, :], x.expand(p, -1, -1), w1.view(p, hidden, n_in).mT)
             )
-            logits = (h @ w2.view(p, HIDDEN, 1)).squeeze(-1) + b2
-            loss = F.binary_cross_entropy_with_logits(
-                logits, target.expand(p, -1), reduction="none"
-            ).mean(dim=1)
-            batch.set_evals(loss)
+            logits = torch.baddbmm(b2[:, None, :], h, w2.view(p, n_out, hidden).mT)
+            batch.set_evals(loss_of(logits))
 
     if HAND_EVALUATION is not None:
-        Faces._evaluate_batch = HAND_EVALUATION(Faces._evaluate_batch)
-    problem = Faces()
+        ByHand._evaluate_batch = HAND_EVALUATION(ByHand._evaluate_batch)
+    problem = ByHand()
     searcher = SNES(problem, stdev_init=0.5, popsize=POPULATION)
     searcher.step()  # first step: lazy set-up
     t = time.perf_counter()
@@ -106,27 +145,27 @@ def by_hand(generations: int) -> float:
     return time.perf_counter() - t
 
 
-def innate_config(decoder: str, generations: int) -> dict:
-    settings = {"hidden": [8, 8], "code": "binary"} if decoder == "gnet" else {}
+def innate_config(decoder: str, generations: int, w: Workload = WORKLOADS["faces"]) -> dict:
+    settings = {"hidden": list(w.gnet_hidden), "code": "binary"} if decoder == "gnet" else {}
     raw = {
         "seed": 0,
         "generations": generations,
-        "batch_size": BATCH,
+        "batch_size": w.batch,
         "eval_every": 50,
         "checkpoint_every": 50,
         "workers": 0,
-        "task": {"objectives": ["faces"]},
-        "objectives": {"faces": {"data": "bank"}},
-        "layout": {"hidden": [HIDDEN]},
+        "task": {"objectives": [w.name]},
+        "objectives": {w.name: dict(w.settings)},
+        "layout": {"hidden": [w.hidden]},
         "decoder": {"name": decoder, "settings": settings},
         "algorithm": {"name": "snes", "population_size": POPULATION, "stdev_init": 0.5},
     }
     return config.resolve(config.validate(raw, "bench"), "bench")
 
 
-def innate(decoder: str, generations: int) -> float:
+def innate(decoder: str, generations: int, w: Workload = WORKLOADS["faces"]) -> float:
     """Seconds of a whole `innate evolve` run of `generations` generations."""
-    cfg = innate_config(decoder, generations)
+    cfg = innate_config(decoder, generations, w)
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         new_run(cfg, Path(out), progress=False)
@@ -182,7 +221,7 @@ PHASE_ROWS = (
 )
 
 
-def profile(loop: str, generations: int) -> dict[str, float]:
+def profile(loop: str, generations: int, w: Workload = WORKLOADS["faces"]) -> dict[str, float]:
     """Wall seconds per phase of `generations` generations of `loop`, and its total.
 
     `loop` is "by hand" or an innate decoder ("direct", "gnet"). Each phase's
@@ -225,12 +264,12 @@ def profile(loop: str, generations: int) -> dict[str, float]:
     try:
         if loop == "by hand":
             HAND_EVALUATION = functools.partial(timed, "forward", True)
-            total = by_hand(generations)
+            total = by_hand(generations, w)
             spent = {k: v for k, v in spent.items() if k in ("sampling", "forward", "update")}
         else:
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
-                new_run(innate_config(loop, generations), Path(out), progress=False)
+                new_run(innate_config(loop, generations, w), Path(out), progress=False)
                 total = time.perf_counter() - t
     finally:
         HAND_EVALUATION = None
@@ -244,13 +283,19 @@ def profile(loop: str, generations: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="faces")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--generations", default="100,300", help="G1,G2")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=int, metavar="G", help="phase table of G generations")
     args = parser.parse_args()
+    w = WORKLOADS[args.workload]
+    title = (
+        f"{w.name}, {w.size}x{w.size} -> {w.hidden} -> {w.outputs}, SNES, "
+        f"population {POPULATION}, {w.batch} images"
+    )
+    innate("direct", 2, w)  # the bank (or data set) is loaded once before any timing
     if args.profile:
-        innate("direct", 2)  # the bank, once
         loops = ("by hand", "direct", "gnet")
         # Per generation: the difference between a run of G and one of G / 4, so
         # that start-up (imports aside: the run directory, the problem, the bank's
@@ -258,31 +303,27 @@ def main() -> None:
         g1, g2 = max(1, args.profile // 4), args.profile
         tables = {}
         for name in loops:
-            short, long = profile(name, g1), profile(name, g2)
+            short, long = profile(name, g1, w), profile(name, g2, w)
             tables[name] = {k: (long[k] - short[k]) / (g2 - g1) for k in long}
-        print(f"wall ms per generation (runs of {g2} less runs of {g1}, timed phases)")
+        print(f"{title}: wall ms per generation (runs of {g2} less runs of {g1}, timed phases)")
         print(f"  {'phase':18s}" + "".join(f"{n:>9s}" for n in loops))
         for phase in tables["direct"]:
             row = [1e3 * tables[n][phase] for n in loops]
             print(f"  {phase:18s}" + "".join(f"{v:9.2f}" for v in row))
         return
     g1, g2 = (int(g) for g in args.generations.split(","))
-    innate("direct", 2)  # the bank is built (or loaded) once before any timing
     rates: dict[str, list[float]] = {"by hand": [], "direct": [], "gnet": []}
     matmul = []
     for _ in range(args.repeats):
         matmul.append(matmul_rate("cpu"))
-        rates["by hand"].append(g2 / by_hand(g2))
+        rates["by hand"].append(g2 / by_hand(g2, w))
         for name in ("direct", "gnet"):
-            rates[name].append((g2 - g1) / (innate(name, g2) - innate(name, g1)))
-    decoder = build.build_decoder(innate_config("gnet", g1))
-    flops = step_flops(decoder, POPULATION, BATCH)
+            rates[name].append((g2 - g1) / (innate(name, g2, w) - innate(name, g1, w)))
+    decoder = build.build_decoder(innate_config("gnet", g1, w))
+    flops = step_flops(decoder, POPULATION, w.batch)
     best = {k: max(v) for k, v in rates.items()}
     rate = max(matmul)
-    print(
-        f"faces, {SIZE}x{SIZE} -> {HIDDEN} -> 1, SNES, population {POPULATION}, {BATCH} images; "
-        f"generations per second, best of {args.repeats} (range)"
-    )
+    print(f"{title}; generations per second, best of {args.repeats} (range)")
     for name, v in rates.items():
         ratio = best[name] / best["by hand"]
         print(f"  {name:8s} {best[name]:7.1f}  ({min(v):.1f}-{max(v):.1f})  {ratio:.2f}x by hand")
@@ -293,9 +334,8 @@ def main() -> None:
         f"({rate / 1e9:.1f} GFLOP/s)"
     )
     if args.json:
-        args.json.write_text(
-            json.dumps({"rates": rates, "matmul": matmul, "gnet_flops": flops}, indent=1) + "\n"
-        )
+        out = {"workload": w.name, "rates": rates, "matmul": matmul, "gnet_flops": flops}
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
