@@ -15,8 +15,10 @@ from conftest import changed
 from evo import build, config
 from evo.build import make_engine
 from evo.driver import new_run
+from evo.problem import STREAM_SEARCH, GenomeProblem
 from evo.search import ALGORITHMS
 from evo.search.nsga2 import NSGA2, best_first, check_ga
+from tasks.seeds import derive_seed
 
 # The shared tiny run, as a Pareto GA on digits and wiring.
 TINY = changed(
@@ -303,17 +305,32 @@ def test_the_ga_keeps_the_best_first_of_parents_and_children():
 
 
 @pytest.mark.parametrize("name", sorted(set(ALGORITHMS) - {"gradient"}))
-def test_a_step_neither_reads_nor_moves_the_callers_global_generator(name):
+def test_a_step_neither_reads_nor_moves_the_callers_global_generator(name, monkeypatch):
+    # What a step draws from torch's global generator (EvoTorch code may) is seeded
+    # from (seed, generation), whatever the caller's state; the caller's stream goes on.
     cfg = _resolved(changed(BASE, algorithm__name=name))
+    evaluate = GenomeProblem._evaluate_batch
+    drawn: list[torch.Tensor] = []
+
+    def drawing(self, batch):
+        drawn.append(torch.rand(1))
+        return evaluate(self, batch)
+
+    monkeypatch.setattr(GenomeProblem, "_evaluate_batch", drawing)
 
     def two_steps(global_seed: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         torch.manual_seed(global_seed)
+        drawn.clear()
         engine = make_engine(build.build_problem(cfg), cfg)
         # A step's genomes may share the searcher's memory: copied before the next step.
         genomes = [engine.step(g)[0].clone() for g in range(2)]
-        return genomes, torch.rand(3)
+        return genomes + list(drawn), torch.rand(3)
 
     (a, after_a), (b, _) = two_steps(1), two_steps(2)
     torch.manual_seed(1)
     assert torch.equal(after_a, torch.rand(3))
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert len(a) > 2 and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    # The first draw in the step comes from generation 0's seeded stream (CMA-ES draws
+    # from it itself before it evaluates).
+    first = torch.Generator().manual_seed(derive_seed(cfg["seed"], STREAM_SEARCH, 0, 1))
+    assert any(torch.equal(a[2], torch.rand(1, generator=first)) for _ in range(8))

@@ -58,7 +58,11 @@ class Engine(Protocol):
     """Steps a search so that each step is a pure function of (state, seed, generation)."""
 
     def step(self, generation: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """One generation: the genomes [N, D] evaluated in it and their packed evals."""
+        """One generation: the genomes [N, D] evaluated in it and their packed evals.
+
+        They may share memory with the searcher's population: read (or copy)
+        them before the next step, which may sample over them.
+        """
 
     def population(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The current population (genomes [P, D], packed evals) after the last step."""
