@@ -90,10 +90,10 @@ def fixed_batch(w: Workload) -> tuple[torch.Tensor, torch.Tensor]:
 
         x, y = make_faces(w.batch, torch.Generator().manual_seed(0), size=w.size)
     else:
-        from tasks import load_dataset
+        from tasks import load_dataset, minibatch
 
         ds = load_dataset(w.settings["dataset"])
-        x, y = ds.train_x[: w.batch], ds.train_y[: w.batch]
+        x, y = minibatch(ds.train_x, ds.train_y, w.batch, torch.Generator().manual_seed(0))
     return x.reshape(w.batch, -1), y
 
 

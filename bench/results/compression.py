@@ -1,9 +1,9 @@
 """The compression curve: digits accuracy against genome compression, per decoder and method.
 
-    python bench/results/compression.py run   [--out DIR] [--jobs 2] [--only NAME ...] [--all]
-                                              [--seeds 0 1 2]
-    python bench/results/compression.py table [--out DIR]
-    python bench/results/compression.py plot  [--out DIR] [--png docs/compression.png]
+    python bench/results/compression.py run   [--out DIR] [--rows FILE] [--jobs 2] [--only NAME ...]
+                                              [--all] [--seeds 0 1 2]
+    python bench/results/compression.py table [--rows FILE]
+    python bench/results/compression.py plot  [--rows FILE] [--png docs/compression.png]
 
 The body is the MNIST subset's 784-800-10 (4,000 training and 1,000 test
 images, `objectives.digits.dataset = "mnist"`). Each point is one `innate
@@ -19,9 +19,12 @@ budget chosen before any point was run:
 
 Each run's `best.genome` (and, for SNES, `center.genome`, the search
 distribution's mean) is scored here on the 1,000 test images, which no run
-selects on. `run` writes one row per point to OUT/compression.json as soon as
-the point finishes, and skips points already there, so it can be stopped and
-started again; `--only` runs the named points (`gnet-gradient-300`), `--all`
+selects on. `run` writes one row per point and seed to the rows file
+(`--rows`, by default bench/results/compression.json, kept with the code so
+that `table` and `plot` can be made again from it) as soon as the run
+finishes, and skips those already there, so it can be stopped and started
+again (a row is a result: the run directories under `--out` are not needed
+to keep it); `--only` runs the named points (`gnet-gradient-300`), `--all`
 also runs the points left out of the default grid for their cost (see
 `EXPENSIVE`). `--seeds` runs each point once per seed (the run's `seed`:
 the decoder's initial genome, the minibatches, the search); `table` and
@@ -39,6 +42,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -128,20 +132,19 @@ def config_text(decoder: str, method: str, target: int, seed: int) -> str:
     return f"seed = {seed}\n{body}\n[layout]\nhidden = [800]\n\n{dec}"
 
 
-def load_rows(out: Path) -> dict[tuple[str, int], dict]:
-    """The finished runs, by (point, seed)."""
-    path = out / "compression.json"
+def load_rows(path: Path) -> dict[tuple[str, int], dict]:
+    """The finished runs in the rows file `path`, by (point, seed)."""
     if not path.is_file():
         return {}
     return {(row["point"], row["seed"]): row for row in json.loads(path.read_text())}
 
 
-def save_rows(out: Path, rows: dict[tuple[str, int], dict]) -> None:
-    """Rewrite compression.json atomically (a kill never leaves half a file)."""
+def save_rows(path: Path, rows: dict[tuple[str, int], dict]) -> None:
+    """Rewrite the rows file atomically (a kill never leaves half a file)."""
     from tasks.cache import write_atomic
 
     ordered = [rows[k] for k in sorted(rows)]
-    write_atomic(out / "compression.json", json.dumps(ordered, indent=1).encode())
+    write_atomic(path, json.dumps(ordered, indent=1).encode() + b"\n")
 
 
 def evolve(cfg: Path, runs: Path, log: Path) -> Path:
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> None:
     out = args.out
     (out / "configs").mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
-    rows = load_rows(out)
+    rows = load_rows(args.rows)
     points = grid(args.all)
     if args.only:
         known = {point_name(*p): p for p in grid(True)}
@@ -212,11 +215,13 @@ def run(args: argparse.Namespace) -> None:
         run_dir = evolve(cfg, out / "runs", out / "configs" / f"{name}-s{seed}.log")
         row = {"point": name, "decoder": p[0], "method": p[1], "target": p[2], "seed": seed}
         row.update(score(run_dir), run=run_dir.name)
-        rows[name, seed] = row
-        save_rows(out, rows)  # one thread at a time runs this line (the GIL)
+        with saving:  # json.dumps and fsync let the other thread run: one writer at a time
+            rows[name, seed] = row
+            save_rows(args.rows, rows)
         took = (time.perf_counter() - t0) / 60
         print(f"{name} seed {seed}: test {row['best_test_acc']:.3f} ({took:.1f} min)", flush=True)
 
+    saving = threading.Lock()
     with ThreadPoolExecutor(args.jobs) as pool:
         for f in [pool.submit(one, p, seed) for p, seed in todo]:
             f.result()
@@ -250,7 +255,7 @@ def _pct(stat: tuple[float, float, float] | None) -> str:
 
 
 def table(args: argparse.Namespace) -> None:
-    rows = load_rows(args.out)
+    rows = load_rows(args.rows)
     print(
         "| decoder | method | target | genes | compression | seeds "
         "| test (best genome) | test (mean genome) | train | min per run |"
@@ -275,7 +280,7 @@ def plot(args: argparse.Namespace) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    entries = summary(load_rows(args.out))
+    entries = summary(load_rows(args.rows))
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = {"gradient": "-", "evolution": "--"}
     colors = {"gnet": "C0", "connectome": "C1"}
@@ -321,7 +326,13 @@ def plot(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("command", choices=("run", "table", "plot"))
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "compression")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "compression", help="the runs")
+    ap.add_argument(
+        "--rows",
+        type=Path,
+        default=ROOT / "bench" / "results" / "compression.json",
+        help="one row per finished run (point and seed)",
+    )
     ap.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="a run per point and seed")
     ap.add_argument("--only", nargs="+", metavar="POINT", help="run these points (see the grid)")
