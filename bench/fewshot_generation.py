@@ -8,9 +8,12 @@ scripts, every sample with its own form and distortion) and
 `GenomeProblem.score` (every genome decoded and adapted on every episode, then
 scored on the queries) of the population the run starts from. The median and
 range over the generations are printed; the first generation (the glyph
-masters' load) is timed apart.
+masters' load and, with `samples`, drawing the set) is timed apart.
+`--samples N` overrides the objective's `samples` (0: a fresh distortion for
+every image of every episode).
 
     python bench/fewshot_generation.py [--config configs/fewshot.toml] [--generations 10]
+                                       [--samples N]
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "fewshot.toml")
     parser.add_argument("--generations", type=int, default=10)
+    parser.add_argument("--samples", type=int, help="glyph samples drawn per character")
     args = parser.parse_args()
     cfg = config.load(args.config)
+    if args.samples is not None:
+        cfg["objectives"]["fewshot"]["samples"] = args.samples
     problem = build.build_problem(cfg)
     n = cfg["algorithm"]["population_size"]
     population = problem.decoder.init(n, torch.Generator().manual_seed(0)).to(problem.device)
@@ -56,7 +62,8 @@ def main() -> None:
     fs = cfg["objectives"]["fewshot"]
     print(
         f"{fs['data']}, {fs['episodes']} episodes of {fs['way']}-way {fs['shot']}-shot "
-        f"{fs['query']}-query, {fs['rule']}/{fs['head']}, population {n}; "
+        f"{fs['query']}-query, {fs['rule']}/{fs['head']}, samples {fs['samples']}, "
+        f"population {n}; "
         f"seconds per generation over {args.generations}, median (range):"
     )
     for name, v in (("draw the episodes", draw), ("adapt and score", score)):

@@ -48,7 +48,10 @@ from torch import Tensor
 
 from tasks.cache import cache_dir, write_atomic
 from tasks.distort import distort
+from tasks.episodes import split_code
 from tasks.images import Device, normalize_images
+from tasks.labelled import LabelledImages
+from tasks.seeds import seeded
 
 # Bump when the cached masters change for the same fonts (rendering, filters, layout).
 VERSION = 1
@@ -175,6 +178,40 @@ def load_glyphs(
         masters=torch.from_numpy(cat["masters"][keep]),
         n_forms=torch.from_numpy(cat["n_forms"][keep].astype(np.int64)),
     ).to(device)
+
+
+# The stream a drawn sample set is seeded from; classes are drawn in chunks of this many.
+STREAM_DRAWN = 0x6C59
+DRAWN_CHUNK = 64
+
+
+def drawn_glyphs(glyphs: GlyphSet, per_class: int, seed: int = 0) -> LabelledImages:
+    """`per_class` samples of every character of `glyphs`, drawn once, as a fixed image set.
+
+    Each sample gets its own form and distortion as in `GlyphSet.sample`;
+    classes are drawn in chunks of `DRAWN_CHUNK`, chunk k from
+    `seeded(seed, STREAM_DRAWN, split, k)`, so the set is a pure function of
+    (seed, split, per_class, size). Episodes then pick distinct samples of it
+    (`LabelledImages.sample`): Omniglot's shape, 20 drawings of each
+    character, at a small fraction of the cost of a fresh distortion for
+    every image of every episode.
+    """
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an integer >= 1, got {per_class!r}")
+    images = []
+    for k, start in enumerate(range(0, glyphs.n_classes, DRAWN_CHUNK)):
+        classes = torch.arange(start, min(start + DRAWN_CHUNK, glyphs.n_classes))
+        generator = seeded(seed, STREAM_DRAWN, split_code(glyphs.split), k)
+        images.append(glyphs.sample(classes, per_class, generator).flatten(0, 1))
+    labels = torch.arange(glyphs.n_classes).repeat_interleave(per_class)
+    return LabelledImages(
+        name=f"{glyphs.name} ({per_class} drawn per class)",
+        images=torch.cat(images),
+        labels=labels.to(glyphs.device),
+        groups=glyphs.groups,
+        group_names=list(glyphs.group_names),
+        class_names=list(glyphs.class_names),
+    )
 
 
 def glyph_counts() -> dict[str, dict[str, int]]:

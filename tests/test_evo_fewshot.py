@@ -82,6 +82,8 @@ def test_a_run_selects_on_few_shot_skill_and_reports_it(tmp_path):
         ({"data": "faces"}, "data: 'faces' is not valid"),
         ({"size": 1000}, "size: must be an integer from 4 to"),
         ({"episodes": 0}, "episodes: must be an integer from 1"),
+        ({"samples": -1}, "samples: must be an integer from 0 to"),
+        ({"data": "glyphs", "samples": 2}, r"samples: an episode takes shot \+ query = 3"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_setting(changes, words):
@@ -105,3 +107,26 @@ def test_the_gradient_searcher_is_refused():
     raw = changed(RUN, algorithm={"name": "gradient", "population_size": 1})
     with pytest.raises(ConfigError, match=r"algorithm\.name: 'gradient' follows the gradient"):
         config.validate(raw, "test")
+
+
+def test_glyph_episodes_come_from_the_drawn_samples_unless_samples_is_0():
+    glyphs = {"data": "glyphs", "size": 12, "way": 3, "query": 2, "episodes": 4, "samples": 5}
+    obj = FewShot(**glyphs, seed=3)
+    episodes = obj.batch(torch.Generator().manual_seed(1))
+    drawn = obj._source("background")
+    assert drawn.counts.tolist() == [5] * drawn.n_classes
+    images = torch.cat([episodes.support_x, episodes.query_x], dim=1).flatten(0, 1)
+    labels = torch.cat([episodes.support_y, episodes.query_y], dim=1)
+    classes = episodes.classes.gather(1, labels).flatten()  # the character behind each image
+    for image, c in zip(images, classes, strict=True):
+        own = drawn.images[drawn.labels == int(c)]
+        assert bool((own == image).all(dim=(1, 2)).any())
+    # The background set is the run's seed's; the test's is the same for every run.
+    other = FewShot(**glyphs, seed=4)
+    assert not torch.equal(other._source("background").images, drawn.images)
+    assert torch.equal(other._source("evaluation").images, obj._source("evaluation").images)
+    again = FewShot(**glyphs, seed=3).batch(torch.Generator().manual_seed(1))
+    assert torch.equal(again.query_x, episodes.query_x)
+    fresh = FewShot(**{**glyphs, "samples": 0}, seed=3)
+    assert fresh._source("background").__class__.__name__ == "GlyphSet"
+    assert fresh.batch(torch.Generator().manual_seed(1)).query_x.shape == episodes.query_x.shape

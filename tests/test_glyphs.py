@@ -163,3 +163,18 @@ def test_a_cpu_generator_gives_the_same_samples_on_the_gpu(background):
     on_gpu = background.to("cuda").sample(torch.tensor([3, 4]), 2, _gen(6))
     assert on_gpu.device.type == "cuda"
     assert torch.allclose(on_cpu, on_gpu.cpu(), atol=1e-4)
+
+
+def test_a_drawn_set_is_a_pure_function_of_seed_split_and_size(built, background):
+    small = load_glyphs("background", size=12)
+    a, b = glyphs.drawn_glyphs(small, 3, seed=1), glyphs.drawn_glyphs(small, 3, seed=1)
+    assert torch.equal(a.images, b.images) and a.images.shape == (3 * small.n_classes, 12, 12)
+    assert a.counts.tolist() == [3] * small.n_classes and a.class_names == small.class_names
+    assert torch.equal(a.groups, small.groups) and a.group_names == small.group_names
+    assert not torch.equal(glyphs.drawn_glyphs(small, 3, seed=2).images, a.images)
+    # Three samples of one class are three different distortions.
+    first = a.images[a.labels == 0]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=r"per_class must be an integer >= 1"):
+            glyphs.drawn_glyphs(small, bad)

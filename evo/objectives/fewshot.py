@@ -14,6 +14,14 @@ The episodes of a generation are a pure function of the generator the run
 gives (seeded by run seed and generation). The test is `test_episodes` fixed
 episodes of the *evaluation* classes (seed 0), never seen in evolution; the
 validation scripts stay free for choosing settings.
+
+With glyphs, `samples` (default 20, Omniglot's number of drawings per
+character) samples of every character are drawn once, when the objective
+first reads a split (`tasks.glyphs.drawn_glyphs`: the background's from the
+run's seed, the evaluation's from 0, so every run is tested on the same
+images), and episodes pick among them: a generation's draw then costs a few
+milliseconds instead of a fresh distortion of every image. `samples = 0`
+distorts a fresh sample for every image of every episode.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ DATA = ("glyphs", "digits", "mnist")
 HEADS = ("prototype", "linear", "all")
 # Largest settings: an episode batch is [episodes, way * (shot + query), H, W].
 MAX_SIZE, MAX_WAY, MAX_EXAMPLES, MAX_EPISODES = 128, 64, 100, 4096
+# Glyph samples drawn per character (a set of [characters * samples, size, size] floats).
+MAX_SAMPLES = 200
 
 
 def _int(settings: dict[str, Any], key: str, low: int, high: int) -> int:
@@ -58,6 +68,7 @@ class FewShot(Objective):
             "head": "linear",
             "rule_settings": {},
             "test_episodes": 200,
+            "samples": 20,
         }
 
     @classmethod
@@ -83,6 +94,14 @@ class FewShot(Objective):
             _int(settings, key, 1, MAX_EXAMPLES)
         for key in ("episodes", "test_episodes"):
             _int(settings, key, 1, MAX_EPISODES)
+        samples = _int(settings, "samples", 0, MAX_SAMPLES)
+        need = settings["shot"] + settings["query"]
+        if settings["data"] == "glyphs" and 0 < samples < need:
+            raise ValueError(
+                f"samples: an episode takes shot + query = {need} samples of each character, "
+                f"but samples = {samples} are drawn per character; valid: 0 (a fresh sample "
+                f"for every image) or {need} to {MAX_SAMPLES}"
+            )
         if not isinstance(settings["within_groups"], bool):
             raise ValueError(
                 f"within_groups: must be true or false, got {settings['within_groups']!r}"
@@ -113,6 +132,7 @@ class FewShot(Objective):
             raise ValueError(f"objective 'fewshot': unknown setting(s) {unknown}; valid: {valid}")
         self.settings = {**self.setting_defaults(), **settings}
         self.check_settings(self.settings)
+        self.seed = int(seed)
 
     def check_layers(self, n_layers: int) -> None:
         rule = self._rule()
@@ -136,6 +156,12 @@ class FewShot(Objective):
 
             s = self.settings
             source = load_source(s["data"], split, self.input_shape, self.device)
+            if s["data"] == "glyphs" and s["samples"]:
+                from tasks.glyphs import drawn_glyphs
+
+                # The background set is the run's (seed); the test's is every run's (0).
+                seed = self.seed if split == "background" else 0
+                source = drawn_glyphs(source, s["samples"], seed)
             check_episode_shape(source, s["way"], s["shot"], s["query"], s["within_groups"])
             setattr(self, key, source)
         return getattr(self, key)
