@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> None:
         row.update(score(run_dir), run=run_dir.name)
         with saving:  # json.dumps and fsync let the other thread run: one writer at a time
             rows[name, seed] = row
+            # Another `run` may have added rows since this one read the file: keep them.
+            rows.update({k: v for k, v in load_rows(args.rows).items() if k not in rows})
             save_rows(args.rows, rows)
         took = (time.perf_counter() - t0) / 60
         print(f"{name} seed {seed}: test {row['best_test_acc']:.3f} ({took:.1f} min)", flush=True)
