@@ -8,8 +8,8 @@ each timed as generations per second of its whole loop:
 
 - by hand: what an EvoTorch user writes: a `Problem` with a vectorised
   fitness that reshapes the population [P, D] into the network's weights and
-  scores it on one fixed set of images (200 procedural faces; the first 500
-  MNIST training images), stepped by `SNES`
+  scores it on one fixed set of images (200 procedural faces; 500 MNIST
+  training images, a seeded draw), stepped by `SNES`
   (the population read through a plain tensor view, as the EvoTorch notes
   advise: its read-only wrapper slows torch code about 2x);
 - innate, direct decoder: `evo.driver.new_run` on the same body, population
