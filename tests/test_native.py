@@ -235,8 +235,14 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
     # them), one without OpenMP (Python threads) and one for the baseline
     # instruction set (std::fma lane by lane) must grow bit-identical weights:
     # Ray actors on other machines score a genome as the main process does.
+    # Where the CPU runs AVX-512 the default build has 512-bit vectors (16 float
+    # lanes), and the AVX2 build (8 lanes) must agree with it to the bit.
     layout = Layout.build((13, 11), [9], 3)
-    decoders = [GNet(layout, hidden=[8, 8]), GNet(layout, hidden=[5, 3, 4], code="coords")]
+    decoders = [
+        GNet(layout, hidden=[8, 8]),
+        GNet(layout, hidden=[5, 3, 4], code="coords"),
+        GNet(layout, hidden=[19, 12]),
+    ]
     pops = [d.init(20, torch.Generator().manual_seed(1)) for d in decoders]
     base = list(native_build.FLAGS)
     variants = {
@@ -244,25 +250,36 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
         "no-openmp": [native_build.flag_sets()[-1]],
         "baseline": [base],
     }
+    avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
+    if avx512:
+        variants["avx2"] = [[*base, *native_build.AVX2]]
     threads = torch.get_num_threads()
-    grown, openmp_of = {}, {}
+    grown, openmp_of, lanes_of = {}, {}, {}
     try:
         torch.set_num_threads(2)
         for name, flag_sets in variants.items():
             _build_with(monkeypatch, tmp_path, name, flag_sets)
-            with native.use("native"):
-                grown[name] = [d.decode(p).weights for d, p in zip(decoders, pops, strict=True)]
-                openmp_of[name] = native._required(torch.float32, (8, 8)).openmp
+            for dtype in (torch.float32, torch.float64):
+                with native.use("native"):
+                    grown[name, dtype] = [
+                        d.decode(p.to(dtype)).weights for d, p in zip(decoders, pops, strict=True)
+                    ]
+                lib = native._required(dtype, (8, 8))
+                openmp_of[name], lanes_of[name, dtype] = lib.openmp, lib.innate_lanes()
     finally:
         torch.set_num_threads(threads)
         native_build.build_library.cache_clear()
     # Where torch runs on OpenMP, the default build shares its threads.
     openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
     assert openmp_of["default"] == openmp and not openmp_of["no-openmp"]
-    for name, weights in grown.items():
-        for got, expected in zip(weights, grown["default"], strict=True):
+    if avx512:
+        assert lanes_of["default", torch.float32] == 16 and lanes_of["avx2", torch.float32] == 8
+        assert lanes_of["default", torch.float64] == 8 and lanes_of["avx2", torch.float64] == 4
+    assert lanes_of["baseline", torch.float32] == 8
+    for (name, dtype), weights in grown.items():
+        for got, expected in zip(weights, grown["default", dtype], strict=True):
             for w, e in zip(got, expected, strict=True):
-                assert torch.equal(w, e), f"{name} build differs from the default build"
+                assert torch.equal(w, e), f"{name} build ({dtype}) differs from the default build"
 
 
 def test_a_flag_set_that_fails_to_build_falls_back_to_the_next(monkeypatch, tmp_path):

@@ -163,8 +163,9 @@ def _ptr(t: torch.Tensor | None) -> int | None:
 
 
 def padded(n: int, dtype: torch.dtype) -> int:
-    """n rounded up to a whole number of vector lanes (the kernel layout's row length)."""
-    lanes = 256 // torch.finfo(dtype).bits
+    """n rounded up to a whole number of 512-bit vectors (the kernel layout's row length): whole
+    vectors for every build of the kernels, whose lanes are 256 or 512 bits wide."""
+    lanes = 512 // torch.finfo(dtype).bits
     return -(-n // lanes) * lanes
 
 

@@ -37,19 +37,29 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "innate"
 
 
+# The instruction sets the kernels are built for, widest first: 512-bit
+# vectors (16 float lanes) where torch runs at AVX-512, 256-bit AVX2 + FMA.
+AVX512 = ("-mavx512f", "-mavx2", "-mfma", "-DVBYTES=64")
+AVX2 = ("-mavx2", "-mfma")
+
+
 def flag_sets() -> list[list[str]]:
-    """The compiler flags to try, best first: with OpenMP where torch runs on it, then without."""
-    flags = list(FLAGS)
+    """The compiler flags to try, best first: the widest vectors the CPU runs, with OpenMP where
+    torch runs on it, then without; a set that fails to build falls back to the next."""
     # Wider vectors and FMA instructions only change speed: with contraction
     # off, every lane rounds as it would with the baseline instruction set,
     # whose std::fma rounds once too. (torch's AVX2 level implies FMA3.)
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
-        flags += ["-mavx2", "-mfma"]
+    isas = {"AVX512": [AVX512, AVX2], "AVX2": [AVX2]}.get(
+        torch.backends.cpu.get_cpu_capability(), [()]
+    )
     # The library then links the libgomp that torch has loaded (same soname),
     # so its parallel regions run on torch's OpenMP threads (checked on load).
-    if "parallel backend: OpenMP" in torch.__config__.parallel_info():
-        return [[*flags, "-fopenmp"], flags]
-    return [flags]
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    sets = []
+    for isa in isas:
+        flags = [*FLAGS, *isa]
+        sets += [[*flags, "-fopenmp"], flags] if openmp else [flags]
+    return sets
 
 
 @functools.cache

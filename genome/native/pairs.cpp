@@ -32,8 +32,17 @@
 #define N_WIDTHS 2
 #endif
 
-typedef REAL vec __attribute__((vector_size(32)));
-static constexpr int LANES = 32 / sizeof(REAL);
+// The vector width in bytes: 64 where the build targets AVX-512, else 32. A
+// lane is one neuron pair computed alone, so the width changes only how many
+// pairs run side by side, never a result's bits.
+#ifndef VBYTES
+#define VBYTES 32
+#endif
+typedef REAL vec __attribute__((vector_size(VBYTES)));
+static constexpr int LANES = VBYTES / sizeof(REAL);
+// Partial sums of a row's standardisation: fixed, whatever the vector width,
+// so that every build sums in the same order.
+static constexpr int PARTS = 32 / sizeof(REAL);
 static constexpr int W[N_WIDTHS] = {WIDTHS};
 static constexpr int H0 = W[0];
 
@@ -57,14 +66,24 @@ static constexpr int N_PARAMS = n_params();
 // the unrolling of a hidden layer's inner loop: full for narrow layers, whose
 // activations stay in registers, partial for wide ones, whose full unrolling
 // overflows the instruction cache. Neither changes a result's bits.
-static constexpr int TILES = 3;
+static constexpr int TILES = VBYTES == 64 ? 4 : 3;
 static constexpr int K_UNROLL = HMAX <= 8 ? 64 : 4;
+// Units of a layer computed together: J_BLOCK x TILES accumulators, plus the
+// TILES activations and one weight, fit the 32 vector registers of AVX-512
+// (4 tiles) or the 16 of AVX2 (3 tiles): of the counts tried (tiles 2 to 7,
+// blocks of 3 to 8 units) the fastest over widths 4 to 168 (bench/kernels.py).
+static constexpr int J_BLOCK = 4;
 
 static inline vec splat(REAL v) { return vec{} + v; }
 
 // a * b + c with one rounding, lane by lane.
 static inline vec fmadd(vec a, vec b, vec c) {
-#if defined(__AVX__) && defined(__FMA__)
+#if VBYTES == 64 && defined(__AVX512F__)
+    if constexpr (sizeof(REAL) == 4)
+        return (vec)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c);
+    else
+        return (vec)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+#elif VBYTES == 32 && defined(__AVX__) && defined(__FMA__)
     if constexpr (sizeof(REAL) == 4)
         return (vec)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
     else
@@ -78,8 +97,13 @@ static inline vec fmadd(vec a, vec b, vec c) {
 
 // max(x, 0) that keeps NaN (and -0), as torch.relu does.
 static inline vec relu(vec x) {
-#if defined(__AVX__)
     // vmax returns its second operand when either is NaN or both are zeros.
+#if VBYTES == 64 && defined(__AVX512F__)
+    if constexpr (sizeof(REAL) == 4)
+        return (vec)_mm512_max_ps(_mm512_setzero_ps(), (__m512)x);
+    else
+        return (vec)_mm512_max_pd(_mm512_setzero_pd(), (__m512d)x);
+#elif VBYTES == 32 && defined(__AVX__)
     if constexpr (sizeof(REAL) == 4)
         return (vec)_mm256_max_ps(_mm256_setzero_ps(), (__m256)x);
     else
@@ -87,6 +111,32 @@ static inline vec relu(vec x) {
 #else
     return x < 0 ? vec{} : x;
 #endif
+}
+
+// Units j .. j+JB-1 of layer l for NT tiles: y = relu(bias + weights . x), each
+// sum over the layer's inputs k in order.
+template <int NT, int JB>
+static inline void units(int l, int j, const REAL* wl, const REAL* bl, const vec (*x)[HMAX],
+                         vec (*y)[HMAX]) {
+    const int n_in = W[l - 1];
+    vec acc[JB][NT];
+#pragma GCC unroll 8
+    for (int b = 0; b < JB; b++)
+#pragma GCC unroll 8
+        for (int u = 0; u < NT; u++) acc[b][u] = splat(bl[j + b]);
+#pragma GCC unroll K_UNROLL
+    for (int k = 0; k < n_in; k++) {
+#pragma GCC unroll 8
+        for (int b = 0; b < JB; b++) {
+            const vec wk = splat(wl[(j + b) * n_in + k]);
+#pragma GCC unroll 8
+            for (int u = 0; u < NT; u++) acc[b][u] = fmadd(wk, x[u][k], acc[b][u]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int b = 0; b < JB; b++)
+#pragma GCC unroll 8
+        for (int u = 0; u < NT; u++) y[u][j + b] = relu(acc[b][u]);
 }
 
 // Weights of TILES x LANES pairs (one post neuron; pre neurons t .. t+TILES*LANES-1):
@@ -108,20 +158,13 @@ static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, c
     for (int l = 1; l < N_WIDTHS; l++) {
         const REAL* wl = q;
         const REAL* bl = q + W[l] * W[l - 1];
-#pragma GCC unroll 64
-        for (int j = 0; j < W[l]; j++) {
-            vec acc[NT];
-#pragma GCC unroll 8
-            for (int u = 0; u < NT; u++) acc[u] = splat(bl[j]);
-#pragma GCC unroll K_UNROLL
-            for (int k = 0; k < W[l - 1]; k++) {
-                const vec wk = splat(wl[j * W[l - 1] + k]);
-#pragma GCC unroll 8
-                for (int u = 0; u < NT; u++) acc[u] = fmadd(wk, x[u][k], acc[u]);
-            }
-#pragma GCC unroll 8
-            for (int u = 0; u < NT; u++) y[u][j] = relu(acc[u]);
-        }
+        // Units in blocks of J_BLOCK (then one by one): each activation loaded
+        // for a step of k serves J_BLOCK x NT sums, enough to keep the FMA
+        // units busy when a wide layer's activations live in cache, not in
+        // registers. Each unit's sum still runs over k in order.
+        int j = 0;
+        for (; j + J_BLOCK <= W[l]; j += J_BLOCK) units<NT, J_BLOCK>(l, j, wl, bl, x, y);
+        for (; j < W[l]; j++) units<NT, 1>(l, j, wl, bl, x, y);
 #pragma GCC unroll 64
         for (int j = 0; j < W[l]; j++)
 #pragma GCC unroll 8
@@ -139,7 +182,7 @@ static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, c
 }
 
 // Standardise one row in place (zero mean, unit variance over n), times mult.
-// Sums run over LANES partial sums, combined in a fixed order.
+// Sums run over PARTS partial sums, combined in a fixed order.
 static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL tiny) {
     if (n == 1) {
         // One input: centring would zero it; keep its sign at the unit's scale.
@@ -147,18 +190,18 @@ static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL ti
         w[0] = v * (REAL(1) / std::sqrt(v * v + tiny)) * mult;
         return;
     }
-    REAL part[LANES] = {};
+    REAL part[PARTS] = {};
     int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) part[l] += w[i + l];
+    for (; i + PARTS <= n; i += PARTS)
+        for (int l = 0; l < PARTS; l++) part[l] += w[i + l];
     for (int l = 0; i < n; i++, l++) part[l] += w[i];
     REAL s = 0;
-    for (int l = 0; l < LANES; l++) s += part[l];
+    for (int l = 0; l < PARTS; l++) s += part[l];
     const REAL mean = s / REAL(n);
-    REAL sq[LANES] = {};
+    REAL sq[PARTS] = {};
     i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int l = 0; l < LANES; l++) {
+    for (; i + PARTS <= n; i += PARTS)
+        for (int l = 0; l < PARTS; l++) {
             REAL d = w[i + l] - mean;
             sq[l] += d * d;
         }
@@ -167,7 +210,7 @@ static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL ti
         sq[l] += d * d;
     }
     REAL ss = 0;
-    for (int l = 0; l < LANES; l++) ss += sq[l];
+    for (int l = 0; l < PARTS; l++) ss += sq[l];
     const REAL var = ss / REAL(n);
     const REAL floor = rel_eps * mean * mean + tiny;
     const REAL inv = REAL(1) / std::sqrt(var + floor);
