@@ -43,15 +43,20 @@ def test_a_result_named_for_a_compression_reaches_it(path):
     assert _compression(config.load(path)) >= want
 
 
-def test_compression_curve_configs_reach_their_targets(tmp_path):
-    # Every point of bench/results/compression.py is a valid run config whose decoder
-    # compresses the 784-800-10 body at least as much as the point says.
+def _curve():
     import importlib.util
 
     path = CONFIGS.parent / "bench" / "results" / "compression.py"
     spec = importlib.util.spec_from_file_location("compression_curve", path)
     curve = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(curve)
+    return curve
+
+
+def test_compression_curve_configs_reach_their_targets(tmp_path):
+    # Every point of bench/results/compression.py is a valid run config whose decoder
+    # compresses the 784-800-10 body at least as much as the point says.
+    curve = _curve()
     points = curve.grid(include_expensive=True)
     assert len(points) == 1 + len(curve.DECODERS) * len(curve.METHODS) * len(curve.TARGETS)
     assert set(curve.EXPENSIVE) < set(points)
@@ -64,3 +69,33 @@ def test_compression_curve_configs_reach_their_targets(tmp_path):
         )
         assert cfg["algorithm"]["name"] == ("gradient" if method == "gradient" else "snes")
         assert _compression(cfg) >= target
+
+
+def test_compression_curve_goes_on_from_a_stopped_runs_checkpoint(tmp_path, monkeypatch):
+    # `run` started again resumes the newest run of a point that has a checkpoint,
+    # and starts afresh where none has one (killed before its first checkpoint).
+    import os
+    import time
+
+    curve = _curve()
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd[cmd.index("evolve") + 1 :])
+        kwargs["stdout"].write(f"finished generation 800: {tmp_path / 'done'}\n")
+        kwargs["stdout"].flush()
+
+    monkeypatch.setattr(curve.subprocess, "run", fake_run)
+    runs, cfg, log = tmp_path / "runs" / "p-s0", tmp_path / "p-s0.toml", tmp_path / "p-s0.log"
+    assert curve.evolve(cfg, runs, log) == tmp_path / "done"
+    assert calls[-1] == [str(cfg), "--out", str(runs), "--quiet"]
+    (runs / "a").mkdir()  # killed before its first checkpoint: nothing to go on from
+    curve.evolve(cfg, runs, log)
+    assert calls[-1][0] == str(cfg)
+    for name, age in (("b", 20), ("c", 10)):
+        (runs / name).mkdir()
+        (runs / name / "checkpoint.pt").write_bytes(b"")
+        then = time.time() - age
+        os.utime(runs / name, (then, then))
+    curve.evolve(cfg, runs, log)
+    assert calls[-1] == ["--resume", str(runs / "c"), "--quiet"]

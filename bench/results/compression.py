@@ -24,12 +24,15 @@ selects on. `run` writes one row per point and seed to the rows file
 that `table` and `plot` can be made again from it) as soon as the run
 finishes, and skips those already there, so it can be stopped and started
 again (a row is a result: the run directories under `--out` are not needed
-to keep it); `--only` runs the named points (`gnet-gradient-300`), `--all`
+to keep it); a run stopped before it finished goes on from its last
+checkpoint (every 50 generations or 250 steps) when `run` is started again,
+with the same result as if it had not stopped; `--only` runs the named points (`gnet-gradient-300`), `--all`
 also runs the points left out of the default grid for their cost (see
 `EXPENSIVE`). `--seeds` runs each point once per seed (the run's `seed`:
 the decoder's initial genome, the minibatches, the search); `table` and
 `plot` give the mean over the seeds a point has, with the range. Runs go to
-OUT/runs, one thread each (`OMP_NUM_THREADS=1`), `--jobs` at a time.
+OUT/runs/POINT-sSEED, one thread each (`OMP_NUM_THREADS=1`), `--jobs` at a
+time.
 
 `plot` draws the curve with the points Shuvaev et al. (PNAS 2024) report for
 the g-network on MNIST (94% at 322x, 79% at 1,038x) beside it.
@@ -54,14 +57,14 @@ sys.path.insert(0, str(ROOT / "bench" / "results"))
 DECODERS = ("gnet", "connectome")
 METHODS = ("gradient", "evolution")
 TARGETS = (10, 30, 100, 300, 1000, 3000)
-# Points left out of the default grid: their cost on one thread (decode FLOP
-# per genome from `decode_flops`, seconds measured on the 2-core development
-# machine while other runs shared it) puts one run beyond an hour.
+# Points left out of the default grid: their cost on one thread puts one run
+# near an hour or beyond (decode FLOP per genome from `decode_flops`; seconds
+# per genome from bench/kernels.py on one AVX-512 core; per gradient step,
+# 30x's 0.51 s from its rows' wall time, scaled by the decode FLOP).
 EXPENSIVE = {
-    ("gnet", "gradient", 10): "~4 s per step: ~65 min for 1,000 steps",
-    ("gnet", "evolution", 10): "36.5 GFLOP, ~2.1 s per genome: ~22 h for 800 generations",
-    ("gnet", "evolution", 30): "11.4 GFLOP, ~0.6 s per genome: ~6.6 h for 800 generations",
-    ("gnet", "evolution", 100): "3.0 GFLOP, ~0.18 s per genome: ~1.9 h for 800 generations",
+    ("gnet", "gradient", 10): "~1.6 s per step: ~27 min for 1,000 steps",
+    ("gnet", "evolution", 10): "36.5 GFLOP, ~0.25 s per genome: ~3 h for 800 generations",
+    ("gnet", "evolution", 30): "11.4 GFLOP, ~0.08 s per genome: ~1 h for 800 generations",
 }
 # The uncompressed body trained by the same gradient budget: the curve's ceiling.
 REFERENCE = ("direct", "gradient", 1)
@@ -92,7 +95,7 @@ EVOLUTION = """\
 generations = 800
 batch_size = 256
 eval_every = 100
-checkpoint_every = 200
+checkpoint_every = 50
 device = "cpu"
 
 [task]
@@ -147,18 +150,33 @@ def save_rows(path: Path, rows: dict[tuple[str, int], dict]) -> None:
     write_atomic(path, json.dumps(ordered, indent=1).encode() + b"\n")
 
 
+def unfinished(runs: Path) -> Path | None:
+    """The newest run under `runs` that has a checkpoint to go on from, if any."""
+    dirs = sorted(d for d in runs.glob("*/") if (d / "checkpoint.pt").is_file())
+    return max(dirs, key=lambda d: d.stat().st_mtime) if dirs else None
+
+
 def evolve(cfg: Path, runs: Path, log: Path) -> Path:
+    """Run `cfg` in a directory of its own under `runs`; a run stopped before it finished (the
+    process killed, the machine restarted) goes on from its last checkpoint."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    with open(log, "w") as f:
+    runs.mkdir(parents=True, exist_ok=True)
+    earlier = unfinished(runs)
+    if earlier is not None:
+        print(f"{cfg.stem}: resuming {earlier}", flush=True)
+        where = ["--resume", str(earlier)]
+    else:
+        where = [str(cfg), "--out", str(runs)]
+    with open(log, "a") as f:
         subprocess.run(
-            [sys.executable, "-m", "evo.cli", "evolve", str(cfg), "--out", str(runs), "--quiet"],
+            [sys.executable, "-m", "evo.cli", "evolve", *where, "--quiet"],
             cwd=ROOT,
             env=env,
             stdout=f,
             stderr=subprocess.STDOUT,
             check=True,
         )
-    for line in reversed(log.read_text().splitlines()):
+    for line in reversed(log.read_text(errors="replace").splitlines()):
         if line.startswith("finished generation"):
             return Path(line.split(": ", 1)[1].strip())
     raise RuntimeError(f"{cfg}: the run did not finish; see {log}")
@@ -212,7 +230,8 @@ def run(args: argparse.Namespace) -> None:
         cfg = out / "configs" / f"{name}-s{seed}.toml"
         cfg.write_text(config_text(*p, seed=seed))
         t0 = time.perf_counter()
-        run_dir = evolve(cfg, out / "runs", out / "configs" / f"{name}-s{seed}.log")
+        log = out / "configs" / f"{name}-s{seed}.log"
+        run_dir = evolve(cfg, out / "runs" / f"{name}-s{seed}", log)
         row = {"point": name, "decoder": p[0], "method": p[1], "target": p[2], "seed": seed}
         row.update(score(run_dir), run=run_dir.name)
         with saving:  # json.dumps and fsync let the other thread run: one writer at a time
