@@ -19,8 +19,6 @@ import csv
 import dataclasses
 import hashlib
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +28,14 @@ import torch
 
 from evo import build, config, rundir
 from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from evo.cluster import auto_workers, connect_ray
+from evo.cluster import connect_ray
 from evo.console import Interrupt, progress_bar
 from evo.health import SearchDiverged, divergence
 from evo.problem import GenomeProblem
 from evo.resume import check_resume, check_run_dir
 from evo.search import Engine, algorithm
 from evo.search.archive import ParetoArchive
+from evo.workers import choose_workers
 
 
 @dataclass
@@ -217,7 +216,7 @@ def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = 
     workers = build.ray_workers(cfg)
     started_ray = connect_ray(cfg["address"], workers) if workers else False
     if workers == "auto":
-        problem, workers = _choose_workers(cfg, run_dir)
+        problem, workers = choose_workers(cfg, run_dir)
         if not workers and started_ray:  # in-process: the cluster is not needed
             import ray
 
@@ -238,41 +237,6 @@ def drive(cfg: dict[str, Any], run_dir: Path, *, resume: bool, progress: bool = 
             import ray
 
             ray.shutdown()
-
-
-def probe_step(problem: GenomeProblem, population_size: int) -> float:
-    """Seconds one in-process evaluation of `population_size` genomes takes (the second of two:
-    the first pays for warming up). Draws nothing from the run's random streams."""
-    genomes = problem.decoder.init(population_size, torch.Generator().manual_seed(0))
-    seconds = math.inf
-    for _ in range(2):
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            problem.fitness(problem.score(genomes, 0))
-        seconds = time.perf_counter() - t0
-    return seconds
-
-
-def _choose_workers(cfg: dict[str, Any], run_dir: Path) -> tuple[GenomeProblem, int | str]:
-    """`workers = "auto"` on a cluster: time a generation in-process, then choose
-    (`evo.cluster.auto_workers`); the choice is printed on stderr. Either way the
-    result is the same (a run on actors equals the serial run), only its speed differs."""
-    import ray
-
-    problem = build.build_problem(cfg, run_dir, workers=0)
-    cluster_cpus = int(ray.cluster_resources().get("CPU", 0))
-    local_cpus = os.cpu_count() or 1
-    step = (
-        probe_step(problem, cfg["algorithm"]["population_size"])
-        if cluster_cpus > local_cpus
-        else 0.0
-    )
-    workers, why = auto_workers(step, cluster_cpus, local_cpus)
-    print(f'workers = "auto": {why}', file=sys.stderr)
-    if workers:
-        problem.close()
-        problem = build.build_problem(cfg, run_dir, workers=workers)
-    return problem, workers
 
 
 def _loop(

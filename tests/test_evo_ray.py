@@ -213,7 +213,7 @@ def test_auto_workers_on_a_cluster_runs_a_trivial_objective_in_process(
 
     # This machine as a one-CPU one, so that the two-CPU cluster has more and the
     # choice rests on the timed evaluation.
-    monkeypatch.setattr("evo.driver.os.cpu_count", lambda: 1)
+    monkeypatch.setattr("evo.workers.os.cpu_count", lambda: 1)
     cfg = config.resolve(config.validate(copy.deepcopy(TINY)))
     serial = new_run(cfg, tmp_path / "serial", progress=False)
     res = new_run(
