@@ -123,3 +123,41 @@ def test_eqprop_on_a_deep_body_is_refused_in_one_line(tmp_path):
     assert res.exit_code == 0, res.output
     res = invoke("fewshot", path, *QUICK, "--rule", "eqprop", "--head", "all")
     assert_one_line_error(res, "at most one hidden layer", "linear")
+
+
+def test_samples_reproduce_a_runs_test_score(tmp_path):
+    # A run's few-shot test picks its episodes among `samples` glyphs drawn once per
+    # character (seed 0): `--samples` draws the same set, so the genome scores the same.
+    from evo.objectives import FewShot
+    from genome.files import load_genome
+
+    path = tmp_path / "glyphs.genome"
+    res = invoke("create", path, "--input", "12x12", "--hidden", "16", "--output", "5")
+    assert res.exit_code == 0, res.output
+    settings = {"data": "glyphs", "size": 12, "way": 5, "shot": 1, "query": 2}
+    obj = FewShot(**settings, samples=3, test_episodes=5, head="prototype")
+    gf = load_genome(path)
+    want = float(obj.test(gf.decoder.decode(gf.genome[None]))["acc"][0])
+    common = ["--query", "2", "--episodes", "5", "--head", "prototype", "--baselines", "none"]
+    got = {}
+    for samples in (3, 0):
+        res = invoke("fewshot", path, *common, "--samples", samples, "--json")
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        assert doc["samples"] == samples
+        got[samples] = doc["methods"]["glyphs.genome"]["mean"]
+    assert got[3] == pytest.approx(want, abs=1e-6)  # the objective reports float32
+    assert got[0] != got[3]  # fresh distortions: other images, another score
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--samples", "2"], ["--samples 2", "shot + --query = 4", "0"]),
+        (["--samples", "999"], ["--samples 999", "200"]),
+        (["--samples", "5", "--data", "digits"], ["glyph", "digits"]),
+    ],
+)
+def test_bad_samples_exit_2_with_one_line(genome_file, extra, words):
+    args = ["--query", "3", "--episodes", "2", "--baselines", "none", *extra]
+    assert_one_line_error(invoke("fewshot", genome_file, *args), *words)

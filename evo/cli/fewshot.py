@@ -47,6 +47,12 @@ def register(app: typer.Typer) -> None:
         pretrain_steps: int = typer.Option(
             2000, "--pretrain-steps", help="Adam steps of the trained-on-background baseline."
         ),
+        samples: int = typer.Option(
+            0,
+            "--samples",
+            help="Glyphs: pick the episodes among this many samples of each character, "
+            "drawn once as a run's test draws them; 0: a fresh distortion for every image.",
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the episodes and the baselines."),
         device: str = typer.Option("cpu", "--device", help="Torch device, e.g. cpu or cuda."),
         as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
@@ -74,6 +80,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--bodies must be >= 1, got {bodies}")
         if episodes < 1:
             fail(f"--episodes must be >= 1, got {episodes}")
+        _check_samples(samples, data, shot + query)
         try:
             torch.empty(1, device=device)
         except (RuntimeError, ValueError) as e:
@@ -95,6 +102,13 @@ def register(app: typer.Typer) -> None:
             background = None
             if "pretrained" in chosen:
                 background = load_source(data, "background", size, device)
+            if samples:
+                from tasks.glyphs import drawn_glyphs
+
+                # As a run's test draws its set (seed 0), so that its score can be checked here.
+                source = drawn_glyphs(source, samples, 0)
+                if background is not None:
+                    background = drawn_glyphs(background, samples, seed)
             eps = draw_episodes(
                 source,
                 way=way,
@@ -138,6 +152,7 @@ def register(app: typer.Typer) -> None:
             "episodes": len(eps),
             "within_groups": within_groups,
             "seed": seed,
+            "samples": samples,
             "head": head,
             "rule": None if head == "prototype" else learner.describe(),
             "methods": summary,
@@ -155,6 +170,20 @@ def register(app: typer.Typer) -> None:
         _print_table(doc, {genome.name: f"genome {genome.name}", **LABELS})
 
 
+def _check_samples(samples: int, data: str, need: int) -> None:
+    from evo.objectives.fewshot import MAX_SAMPLES
+
+    if samples == 0:
+        return
+    if data != "glyphs":
+        fail(f"--samples draws glyph samples; with --data {data} leave it out (or 0)")
+    if not need <= samples <= MAX_SAMPLES:
+        fail(
+            f"--samples {samples}: an episode takes --shot + --query = {need} samples of each "
+            f"character; valid: 0 (a fresh sample for every image) or {need} to {MAX_SAMPLES}"
+        )
+
+
 def _print_table(doc: dict, labels: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -168,7 +197,9 @@ def _print_table(doc: dict, labels: dict[str, str]) -> None:
     )
     title = (
         f"{doc['way']}-way {doc['shot']}-shot, {doc['episodes']} episodes of {doc['data']} "
-        f"({doc['split']}, {'within' if doc['within_groups'] else 'across'} groups); {learning}"
+        f"({doc['split']}, {'within' if doc['within_groups'] else 'across'} groups"
+        + (f", {doc['samples']} samples per character" if doc["samples"] else "")
+        + f"); {learning}"
     )
     table = Table(title=Text(title), title_justify="left")
     table.add_column("method")
