@@ -72,30 +72,54 @@ def test_compression_curve_configs_reach_their_targets(tmp_path):
 
 
 def test_compression_curve_goes_on_from_a_stopped_runs_checkpoint(tmp_path, monkeypatch):
-    # `run` started again resumes the newest run of a point that has a checkpoint,
-    # and starts afresh where none has one (killed before its first checkpoint).
+    # `run` started again resumes the newest run of a point and seed stopped short of its
+    # generations, from the same config; a finished run, one of another config or one
+    # without a checkpoint is not resumed: a fresh run starts.
     import os
-    import time
+
+    from conftest import TINY, changed
+
+    from evo.driver import new_run
 
     curve = _curve()
+    runs, log = tmp_path / "runs", tmp_path / "p-s0.log"
+
+    def config_file(name, **changes):
+        path = tmp_path / f"{name}.toml"
+        raw = changed(TINY, generations=4, checkpoint_every=1, **changes)
+        path.write_text(config.dumps(config.resolve(config.validate(raw))))
+        return path
+
+    def stopped_run(generations, **changes):
+        # A run of `generations` whose config then asks for 4: stopped part-way.
+        short = config.load(config_file("short", **changes))
+        run_dir = new_run({**short, "generations": generations}, runs, progress=False).run_dir
+        (run_dir / "config.toml").write_text(config.dumps({**short, "generations": 4}))
+        return run_dir
+
+    cfg = config_file("p-s0")
+    assert curve.unfinished(runs, cfg) is None
+    stopped_run(4)  # finished
+    stopped_run(2, seed=5)  # another config
+    assert curve.unfinished(runs, cfg) is None
+    older, newer = stopped_run(1), stopped_run(2)
+    os.utime(older / "checkpoint.pt", (1e9, 1e9))
+    assert curve.unfinished(runs, cfg) == newer
+
     calls = []
 
     def fake_run(cmd, **kwargs):
         calls.append(cmd[cmd.index("evolve") + 1 :])
-        kwargs["stdout"].write(f"finished generation 800: {tmp_path / 'done'}\n")
-        kwargs["stdout"].flush()
+        if "nothing" not in calls[-1]:
+            kwargs["stdout"].write(f"finished generation 4: {tmp_path / 'done'}\n")
 
     monkeypatch.setattr(curve.subprocess, "run", fake_run)
-    runs, cfg, log = tmp_path / "runs" / "p-s0", tmp_path / "p-s0.toml", tmp_path / "p-s0.log"
     assert curve.evolve(cfg, runs, log) == tmp_path / "done"
-    assert calls[-1] == [str(cfg), "--out", str(runs), "--quiet"]
-    (runs / "a").mkdir()  # killed before its first checkpoint: nothing to go on from
-    curve.evolve(cfg, runs, log)
-    assert calls[-1][0] == str(cfg)
-    for name, age in (("b", 20), ("c", 10)):
-        (runs / name).mkdir()
-        (runs / name / "checkpoint.pt").write_bytes(b"")
-        then = time.time() - age
-        os.utime(runs / name, (then, then))
-    curve.evolve(cfg, runs, log)
-    assert calls[-1] == ["--resume", str(runs / "c"), "--quiet"]
+    assert calls[-1] == ["--resume", str(newer), "--quiet"]
+    fresh = tmp_path / "fresh"
+    assert curve.evolve(cfg, fresh, log) == tmp_path / "done"
+    assert calls[-1] == [str(cfg), "--out", str(fresh), "--quiet"]
+    # Only this attempt's lines count: an earlier attempt that finished says nothing of it.
+    monkeypatch.setattr(curve, "unfinished", lambda runs, cfg: Path("nothing"))
+    with pytest.raises(RuntimeError, match="did not finish"):
+        curve.evolve(cfg, fresh, log)

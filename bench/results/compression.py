@@ -26,7 +26,10 @@ finishes, and skips those already there, so it can be stopped and started
 again (a row is a result: the run directories under `--out` are not needed
 to keep it); a run stopped before it finished goes on from its last
 checkpoint (every 50 generations or 250 steps) when `run` is started again,
-with the same result as if it had not stopped; `--only` runs the named points (`gnet-gradient-300`), `--all`
+if its config is the point's (settings that cannot change a result aside),
+with the same result as if it had not stopped (on the same kind of
+processor; see `--threads`); a finished run is not reused: a point without
+a row runs again; `--only` runs the named points (`gnet-gradient-300`), `--all`
 also runs the points left out of the default grid for their cost (see
 `EXPENSIVE`). `--seeds` runs each point once per seed (the run's `seed`:
 the decoder's initial genome, the minibatches, the search); `table` and
@@ -43,6 +46,7 @@ the g-network on MNIST (94% at 322x, 79% at 1,038x) beside it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import subprocess
@@ -152,10 +156,27 @@ def save_rows(path: Path, rows: dict[tuple[str, int], dict]) -> None:
     write_atomic(path, json.dumps(ordered, indent=1).encode() + b"\n")
 
 
-def unfinished(runs: Path) -> Path | None:
-    """The newest run under `runs` that has a checkpoint to go on from, if any."""
-    dirs = sorted(d for d in runs.glob("*/") if (d / "checkpoint.pt").is_file())
-    return max(dirs, key=lambda d: d.stat().st_mtime) if dirs else None
+def unfinished(runs: Path, cfg: Path) -> Path | None:
+    """The newest run under `runs` to go on from: one whose checkpoint is short of its
+    generations, started from `cfg` (settings that cannot change a result aside)."""
+    from evo import config
+    from evo.checkpoint import CheckpointError, read_state
+    from evo.resume import config_changes
+
+    want = config.load(cfg)
+    found = []
+    for d in runs.glob("*/"):
+        checkpoint = d / "checkpoint.pt"
+        if not checkpoint.is_file():
+            continue
+        try:
+            started = config.load(d / "config.toml", check_init=False, saved_run=True)
+            generation = int(read_state(d)["generation"])
+        except (config.ConfigError, CheckpointError, KeyError):
+            continue  # not a run to go on from: a fresh one is started
+        if generation < started["generations"] and not config_changes(started, want):
+            found.append((checkpoint.stat().st_mtime, d.name, d))
+    return max(found)[2] if found else None
 
 
 def evolve(cfg: Path, runs: Path, log: Path, threads: int = 1) -> Path:
@@ -163,13 +184,16 @@ def evolve(cfg: Path, runs: Path, log: Path, threads: int = 1) -> Path:
     process killed, the machine restarted) goes on from its last checkpoint."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     runs.mkdir(parents=True, exist_ok=True)
-    earlier = unfinished(runs)
+    earlier = unfinished(runs, cfg)
     if earlier is not None:
         print(f"{cfg.stem}: resuming {earlier}", flush=True)
         where = ["--resume", str(earlier)]
     else:
         where = [str(cfg), "--out", str(runs)]
     with open(log, "a") as f:
+        start = f.tell()  # this attempt's lines only: an earlier one may have finished
+        f.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(where)}, {threads} threads\n")
+        f.flush()
         subprocess.run(
             [sys.executable, "-m", "evo.cli", "evolve", *where, "--quiet"],
             cwd=ROOT,
@@ -178,7 +202,10 @@ def evolve(cfg: Path, runs: Path, log: Path, threads: int = 1) -> Path:
             stderr=subprocess.STDOUT,
             check=True,
         )
-    for line in reversed(log.read_text(errors="replace").splitlines()):
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode(errors="replace").splitlines()
+    for line in reversed(lines):
         if line.startswith("finished generation"):
             return Path(line.split(": ", 1)[1].strip())
     raise RuntimeError(f"{cfg}: the run did not finish; see {log}")
@@ -233,7 +260,17 @@ def run(args: argparse.Namespace) -> None:
         cfg.write_text(config_text(*p, seed=seed))
         t0 = time.perf_counter()
         log = out / "configs" / f"{name}-s{seed}.log"
-        run_dir = evolve(cfg, out / "runs" / f"{name}-s{seed}", log, args.threads)
+        runs = out / "runs" / f"{name}-s{seed}"
+        runs.mkdir(parents=True, exist_ok=True)
+        with open(runs / ".lock", "w") as lock:
+            try:  # one process at a time per point and seed (two `run`s may overlap)
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"{name} seed {seed}: running in another process; skipped", flush=True)
+                return
+            if (name, seed) in load_rows(args.rows):
+                return  # another process finished it meanwhile
+            run_dir = evolve(cfg, runs, log, args.threads)
         row = {"point": name, "decoder": p[0], "method": p[1], "target": p[2], "seed": seed}
         row.update(score(run_dir), run=run_dir.name)
         with saving:  # json.dumps and fsync let the other thread run: one writer at a time
