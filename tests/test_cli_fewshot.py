@@ -125,7 +125,8 @@ def test_eqprop_on_a_deep_body_is_refused_in_one_line(tmp_path):
     assert_one_line_error(res, "at most one hidden layer", "linear")
 
 
-def test_samples_reproduce_a_runs_test_score(tmp_path):
+@pytest.mark.parametrize("head", ["prototype", "linear"])
+def test_samples_reproduce_a_runs_test_score(tmp_path, head):
     # A run's few-shot test picks its episodes among `samples` glyphs drawn once per
     # character (seed 0): `--samples` draws the same set, so the genome scores the same.
     from evo.objectives import FewShot
@@ -135,10 +136,11 @@ def test_samples_reproduce_a_runs_test_score(tmp_path):
     res = invoke("create", path, "--input", "12x12", "--hidden", "16", "--output", "5")
     assert res.exit_code == 0, res.output
     settings = {"data": "glyphs", "size": 12, "way": 5, "shot": 1, "query": 2}
-    obj = FewShot(**settings, samples=3, test_episodes=5, head="prototype")
+    obj = FewShot(**settings, samples=3, test_episodes=5, head=head, rule="sgd")
     gf = load_genome(path)
     want = float(obj.test(gf.decoder.decode(gf.genome[None]))["acc"][0])
-    common = ["--query", "2", "--episodes", "5", "--head", "prototype", "--baselines", "none"]
+    common = ["--query", "2", "--episodes", "5", "--head", head, "--rule", "sgd"]
+    common += ["--baselines", "none"]
     got = {}
     for samples in (3, 0):
         res = invoke("fewshot", path, *common, "--samples", samples, "--json")

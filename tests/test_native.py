@@ -245,14 +245,17 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
     ]
     pops = [d.init(20, torch.Generator().manual_seed(1)) for d in decoders]
     base = list(native_build.FLAGS)
+    default = native_build.flag_sets()
     variants = {
-        "default": native_build.flag_sets(),
-        "no-openmp": [native_build.flag_sets()[-1]],
+        "default": default,
+        # The widest vectors without OpenMP (rows on Python threads).
+        "no-openmp": [next(f for f in default if "-fopenmp" not in f)],
         "baseline": [base],
     }
     avx512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
     if avx512:
-        variants["avx2"] = [[*base, *native_build.AVX2]]
+        openmp = [f for f in default[0] if f == "-fopenmp"]
+        variants["avx2"] = [[*base, *native_build.AVX2, *openmp]]
     threads = torch.get_num_threads()
     grown, openmp_of, lanes_of = {}, {}, {}
     try:
@@ -274,6 +277,7 @@ def test_every_build_of_the_kernels_gives_the_same_bits(monkeypatch, tmp_path):
     assert openmp_of["default"] == openmp and not openmp_of["no-openmp"]
     if avx512:
         assert lanes_of["default", torch.float32] == 16 and lanes_of["avx2", torch.float32] == 8
+        assert lanes_of["no-openmp", torch.float32] == 16 and openmp_of["avx2"] == openmp
         assert lanes_of["default", torch.float64] == 8 and lanes_of["avx2", torch.float64] == 4
     assert lanes_of["baseline", torch.float32] == 8
     for (name, dtype), weights in grown.items():

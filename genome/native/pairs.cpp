@@ -71,7 +71,8 @@ static constexpr int K_UNROLL = HMAX <= 8 ? 64 : 4;
 // Units of a layer computed together: J_BLOCK x TILES accumulators, plus the
 // TILES activations and one weight, fit the 32 vector registers of AVX-512
 // (4 tiles) or the 16 of AVX2 (3 tiles): of the counts tried (tiles 2 to 7,
-// blocks of 3 to 8 units) the fastest over widths 4 to 168 (bench/kernels.py).
+// blocks of 3 to 8 units, timed with bench/kernels.py after editing these
+// constants) the fastest over widths 4 to 168.
 static constexpr int J_BLOCK = 4;
 
 static inline vec splat(REAL v) { return vec{} + v; }
@@ -144,6 +145,8 @@ static inline void units(int l, int j, const REAL* wl, const REAL* bl, const vec
 template <int NT>
 static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, const REAL* prm,
                               vec* r) {
+    // 2 x NT x HMAX vectors on the thread's stack: 86 KB at width 168 with
+    // AVX-512, well within the default stacks of glibc's threads (8 MB).
     vec x[NT][HMAX], y[NT][HMAX];
 #pragma GCC unroll 64
     for (int k = 0; k < H0; k++)
