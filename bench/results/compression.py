@@ -35,9 +35,10 @@ also runs the points left out of the default grid for their cost (see
 the decoder's initial genome, the minibatches, the search); `table` and
 `plot` give the mean over the seeds a point has, with the range. Runs go to
 OUT/runs/POINT-sSEED, `--jobs` at a time on `--threads` threads each (one by
-default: `OMP_NUM_THREADS=1`). The decode's bits do not depend on the thread
-count; the forward's matrix products gave the same bits on 1 and 2 threads on
-the machine that ran the curve.
+default: `OMP_NUM_THREADS=1`, as every row was run). A run's last bits
+depend on its threads (the champion's re-scoring, the gradient searcher's
+steps; see the README's Evolution section): to reproduce a row, or to resume
+a run, use the threads it ran with.
 
 `plot` draws the curve with the points Shuvaev et al. (PNAS 2024) report for
 the g-network on MNIST (94% at 322x, 79% at 1,038x) beside it.
