@@ -66,11 +66,10 @@ METHODS = ("gradient", "evolution")
 TARGETS = (10, 30, 100, 300, 1000, 3000)
 # Points left out of the default grid: their cost on one thread puts one run
 # near an hour or beyond (decode FLOP per genome from `decode_flops`; seconds
-# per genome from bench/kernels.py on one AVX-512 core; per gradient step,
-# 30x's 0.51 s from its rows' wall time, scaled by the decode FLOP).
+# per genome from bench/kernels.py on one AVX-512 core; hours from the rows,
+# with another run on the machine's other core).
 EXPENSIVE = {
-    ("gnet", "gradient", 10): "~1.6 s per step: ~27 min for 1,000 steps",
-    ("gnet", "evolution", 10): "36.5 GFLOP, ~0.25 s per genome: ~3 h for 800 generations",
+    ("gnet", "evolution", 10): "36.5 GFLOP, ~0.25 s per genome: ~3.3 h for 800 generations",
     ("gnet", "evolution", 30): "11.4 GFLOP, ~0.08 s per genome: ~1 h for 800 generations",
 }
 # The uncompressed body trained by the same gradient budget: the curve's ceiling.
