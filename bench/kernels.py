@@ -5,8 +5,8 @@
 (AVX-512) where torch runs at that level, else 256-bit (AVX2 + FMA). Every
 build gives the same bits (tests/test_native.py); this measures what each
 costs, side by side in one process: each repeat decodes the same population
-with every build in turn, and the plain torch path (`INNATE_KERNELS=torch`)
-once per width where it fits in memory. The widths are those of the
+with every build in turn, then with the plain torch path
+(`INNATE_KERNELS=torch`) where it fits in memory. The widths are those of the
 compression curve's g-networks on the MNIST body (784 -> 800 -> 10, binary
 codes, from about 10x to 3,000x) and the README's faces body (25x25 -> 32 ->
 1, [8, 8], a population of 64).
