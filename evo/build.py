@@ -85,6 +85,7 @@ def build_problem(
         workers=workers,
         init=load_init(cfg, run_dir=run_dir),
         batch_schedule=batch_schedule(cfg),
+        thread_invariant=cfg.get("thread_invariant", False),
     )
 
 

@@ -31,6 +31,7 @@ from evo.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from evo.cluster import connect_ray
 from evo.console import Interrupt, progress_bar
 from evo.health import SearchDiverged, divergence
+from evo.numerics import require_thread_invariance
 from evo.problem import GenomeProblem
 from evo.resume import check_resume, check_run_dir
 from evo.search import Engine, algorithm
@@ -179,6 +180,8 @@ def new_run(cfg: dict[str, Any], out: str | Path = "runs", progress: bool = True
         # The batch grows over the generations the run starts with; a resume that
         # runs longer keeps the final size.
         cfg = {**cfg, "batch_ramp": cfg["generations"]}
+    if cfg.get("thread_invariant"):  # before anything computes, and before the run directory
+        require_thread_invariance()
     run_dir = rundir.make_run_dir(cfg, Path(out), time.strftime("%Y%m%d-%H%M%S"))
     return drive(cfg, run_dir, resume=False, progress=progress)
 
@@ -202,6 +205,8 @@ def resume_run(
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
     check_resume(run_dir, cfg, restart=restart)
+    if cfg.get("thread_invariant"):
+        require_thread_invariance()
     if any(v is not None for v in overrides.values()):
         cfg = config.override(cfg, check_init=False, **overrides)
         try:

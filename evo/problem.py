@@ -21,7 +21,8 @@ they come back from the actors with the fitness. A non-finite objective value
 scores `WORST` and is counted, never raised.
 
 Ray settings live here: `workers` actors (0: evaluate in-process) on the local
-machine or on the cluster at `address` (`connect_ray`, evo/cluster.py). The
+machine or on the cluster at `address` (`connect_ray`, evo/cluster.py), started
+and replaced as evo/actors.py says. The
 packed evals a population gets are read by name through `eval_columns`
 (evo/evals.py).
 """
@@ -37,8 +38,10 @@ from typing import Any
 import torch
 from evotorch import Problem, SolutionBatch
 
+from evo.actors import ACTOR_RETRIES, ActorsLost, RayActors
 from evo.cluster import connect_ray, keep_ray_local
 from evo.evals import EvalColumns
+from evo.numerics import actor_env
 from evo.objectives import Objective
 from genome.decoders.base import Decoder
 from genome.phenotype import Phenotype
@@ -55,19 +58,11 @@ MODES = ("weighted", "pareto")
 EVAL_CHUNK = 16
 
 
-# Times a generation's evaluation is retried on fresh actors after Ray loses one.
-ACTOR_RETRIES = 3
-
-
-class ActorsLost(RuntimeError):
-    """Ray actors kept dying: the evaluation was retried ACTOR_RETRIES times on fresh ones."""
-
-
 # Streams of randomness derived from the run's seed, so that none overlaps another.
 STREAM_INIT, STREAM_DATA, STREAM_SEARCH, STREAM_ARCHIVE = 1, 2, 3, 4
 
 
-class GenomeProblem(Problem):
+class GenomeProblem(RayActors, Problem):
     """Genomes of `decoder` scored on `objectives`; see the module docstring."""
 
     def __init__(
@@ -82,6 +77,7 @@ class GenomeProblem(Problem):
         workers: int | str = 0,
         init: torch.Tensor | None = None,
         batch_schedule: tuple[int, int, int] | None = None,
+        thread_invariant: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid modes: {', '.join(MODES)}")
@@ -97,6 +93,7 @@ class GenomeProblem(Problem):
                 f"{len(self.weights)} weights for {len(self.objectives)} objectives; give one each"
             )
         self.mode = mode
+        self.thread_invariant = bool(thread_invariant)
         self.run_seed = int(seed)
         self.generation = 0
         self.columns = self._columns()
@@ -118,6 +115,8 @@ class GenomeProblem(Problem):
             device=device,
             eval_data_length=len(self.columns),
             num_actors=workers if workers else None,
+            # Strict numerics on every actor, wherever Ray starts it (evo/numerics.py).
+            actor_config={"runtime_env": {"env_vars": actor_env()}} if thread_invariant else None,
             store_solution_stats=False,
         )
         self._init_generator = seeded(self.run_seed, STREAM_INIT)
@@ -345,60 +344,6 @@ class GenomeProblem(Problem):
         if len(done) == 1:  # one evaluation a step, as a rule: no second copy
             return done[0][0].cpu(), done[0][1].cpu()
         return torch.cat([v for v, _ in done]).cpu(), torch.cat([e for _, e in done]).cpu()
-
-    def start_actors(self) -> None:
-        """Create the Ray actors now (EvoTorch would on the first evaluation).
-
-        Creating them draws actor seeds from the problem's generator; done inside
-        a step, that draw would shift the step's random stream, so a run on Ray
-        would differ from the serial one.
-        """
-        if self._num_actors and self.actors is None:
-            for obj in self.objectives:
-                obj.prepare()
-            with torch.random.fork_rng(devices=[]):
-                self._parallelize()
-
-    def _sync_before(self) -> bool:
-        if not self.actors:
-            return super()._sync_before()
-        return self._on_actors(lambda: Problem._sync_before(self))
-
-    def _on_actors(self, work: Any) -> Any:
-        """`work()`, which uses the actors; when Ray loses one (a worker killed, a node
-        gone), all are replaced by fresh ones, told the generation, and `work` runs
-        again from the start. A generation's evaluation is a pure function of the
-        genomes and the generation, so the run's result is the same as if nothing
-        had been lost. After ACTOR_RETRIES replacements it raises `ActorsLost`."""
-        from ray.exceptions import ActorUnavailableError, RayActorError
-
-        for attempt in range(ACTOR_RETRIES + 1):
-            try:
-                if attempt:  # fresh actors: tell them the generation first
-                    Problem._sync_before(self)
-                return work()
-            except (RayActorError, ActorUnavailableError) as e:
-                if attempt == ACTOR_RETRIES:
-                    raise ActorsLost(
-                        f"Ray actors were lost {ACTOR_RETRIES + 1} times in generation "
-                        f"{self.generation} (last: {type(e).__name__}); the run stops here "
-                        "and its last checkpoint stands: resume it with --resume when the "
-                        "cluster is healthy"
-                    ) from None
-                logging.getLogger("innate").warning(
-                    "generation %d: a Ray actor was lost (%s); evaluating again on fresh actors",
-                    self.generation,
-                    type(e).__name__,
-                )
-                self.close()
-                self.start_actors()
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        """Kill this problem's Ray actors (the cluster itself is left running)."""
-        if self.actors:
-            self.kill_actors()
-            self._actors = None
 
 
 __all__ = [

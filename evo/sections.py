@@ -32,6 +32,7 @@ TOP = {
     "init": "",
     "final_batch_size": None,
     "batch_ramp": None,
+    "thread_invariant": False,
 }
 SECTIONS = {
     "task": {
@@ -127,6 +128,8 @@ def top(raw: dict[str, Any], source: str) -> dict[str, Any]:
             "address",
             f'must be a string ("", "auto" or "host:port"), got {cfg["address"]!r}',
         )
+    if not isinstance(cfg["thread_invariant"], bool):
+        fail(source, "thread_invariant", f"must be true or false, got {cfg['thread_invariant']!r}")
     cfg["init"] = init_paths(source, cfg["init"])
     device(cfg["device"], source)
     return cfg

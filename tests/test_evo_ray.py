@@ -206,6 +206,36 @@ def test_run_survives_a_ray_worker_killed_mid_generation(tmp_path, cluster, capl
 
 
 @pytest.mark.slow
+def test_thread_invariant_actors_run_mkl_strict_or_are_refused(cluster, monkeypatch):
+    import ray
+
+    from evo import build
+    from evo.numerics import ThreadInvarianceError
+
+    cfg = config.resolve(config.validate(changed(TINY, thread_invariant=True, workers=2)))
+    has_mkl = torch.backends.mkl.is_available()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        problem = build.build_problem(cfg)
+        if has_mkl:
+            problem.start_actors()  # checks every actor's mode
+            modes = ray.get([a.call.remote("numerics_mode", [], {}) for a in problem.actors])
+            problem.close()
+            assert modes == ["AUTO,STRICT", "AUTO,STRICT"]
+        # Actors whose MKL is not strict are stopped, and the run refused.
+        monkeypatch.setattr("evo.problem.actor_env", lambda: {"MKL_CBWR": "COMPATIBLE"})
+        problem = build.build_problem(cfg)
+        mode = "COMPATIBLE" if has_mkl else "unknown"
+        with pytest.raises(
+            ThreadInvarianceError, match=f"Ray actor 0 of 2 runs MKL in mode {mode}"
+        ):
+            problem.start_actors()
+        assert problem.actors is None
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
 def test_auto_workers_on_a_cluster_runs_a_trivial_objective_in_process(
     tmp_path, cluster, monkeypatch, capsys
 ):

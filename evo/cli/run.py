@@ -91,6 +91,7 @@ def register(app: typer.Typer) -> None:
         from evo.cluster import RayAddressError
         from evo.driver import new_run, resume_run
         from evo.health import SearchDiverged
+        from evo.numerics import ThreadInvarianceError
         from evo.problem import ActorsLost
         from evo.rundir import RunDirError
 
@@ -132,6 +133,7 @@ def register(app: typer.Typer) -> None:
             RayAddressError,
             ActorsLost,
             RunDirError,
+            ThreadInvarianceError,
             FileNotFoundError,
         ) as e:
             fail(str(e))
