@@ -14,8 +14,8 @@ Layout of a config (every key but ``task.objectives`` has a default)::
     init = ""                # "" = random; or a .genome file of the same decoder and
                              # layout to start from, or (GA) a list of them (see
                              # `load_init`; relative to the working directory)
-    thread_invariant = false # true: the same bits on any number of threads (MKL's
-                             # strict mode, evo/numerics.py; its bits differ from false's)
+    thread_invariant = false # true: MKL's products give the same bits on any number
+                             # of threads (its strict mode, evo/numerics.py)
 
     [task]                             # what the population is selected on
     objectives = ["digits", "wiring"]  # evo.objectives.OBJECTIVES

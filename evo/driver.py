@@ -204,9 +204,9 @@ def resume_run(
         raise config.ConfigError(
             f"--resume: {bad} would change the run's result; on resume only {sorted(allowed)} may change"
         )
-    check_resume(run_dir, cfg, restart=restart)
-    if cfg.get("thread_invariant"):
+    if cfg.get("thread_invariant"):  # before --restart sets anything aside
         require_thread_invariance()
+    check_resume(run_dir, cfg, restart=restart)
     if any(v is not None for v in overrides.values()):
         cfg = config.override(cfg, check_init=False, **overrides)
         try:

@@ -40,15 +40,22 @@ def mkl_mode() -> str | None:
     None where torch has no MKL or the report cannot be read. Runs one small
     product, which starts MKL in the mode `MKL_CBWR` names if nothing had yet.
     """
-    if not torch.backends.mkl.is_available():
-        return None
+    if not torch.backends.mkl.is_available() or sys.platform == "win32":
+        return None  # (on Windows MKL writes through a C runtime this process cannot flush)
     try:
-        libc = ctypes.CDLL(None)
-        flush = libc.fflush
-    except (OSError, AttributeError):  # no C library to flush MKL's output through
+        report = _verbose_report()
+    except (OSError, AttributeError, AssertionError, RuntimeError):
         return None
+    found = re.search(r"CNR:(\S+)", report)
+    return found.group(1) if found else None
+
+
+def _verbose_report() -> str:
+    """What MKL's verbose mode prints (to file descriptor 1) for one product."""
+    flush = ctypes.CDLL(None).fflush
     a = torch.ones(64, 64, dtype=torch.float32)
-    sys.stdout.flush()
+    if sys.stdout is not None:
+        sys.stdout.flush()
     with tempfile.TemporaryFile() as f:
         saved = os.dup(1)
         try:
@@ -56,44 +63,50 @@ def mkl_mode() -> str | None:
             os.dup2(f.fileno(), 1)
             with torch.backends.mkl.verbose(torch.backends.mkl.VERBOSE_ON):
                 a @ a
-            flush(None)
         finally:
+            flush(None)
             os.dup2(saved, 1)
             os.close(saved)
         f.seek(0)
-        report = f.read().decode(errors="replace")
-    found = re.search(r"CNR:(\S+)", report)
-    return found.group(1) if found else None
+        return f.read().decode(errors="replace")
 
 
 def require_thread_invariance(where: str = "this process") -> None:
-    """Put MKL in strict mode here, or raise ThreadInvarianceError saying why it cannot be."""
+    """Put MKL in strict mode here, or raise ThreadInvarianceError saying why it cannot be.
+
+    A refusal leaves the environment as it found it.
+    """
     value = os.environ.get(ENV)
-    if value is None:
-        os.environ[ENV] = STRICT
-    elif not value.upper().endswith(",STRICT"):
+    if value is not None and not value.upper().endswith(",STRICT"):
         raise ThreadInvarianceError(
             f"thread_invariant = true needs MKL's strict mode, but {where} has "
             f"{ENV}={value!r}: unset it or set it to {STRICT}"
         )
+    if value is None:
+        os.environ[ENV] = STRICT
     mode = mkl_mode()
-    if mode is None:
-        raise ThreadInvarianceError(
-            f"thread_invariant = true needs torch's matrix products in Intel MKL, whose strict "
-            f"mode it confirms; {where} has "
-            + (
-                "a torch without MKL"
-                if not torch.backends.mkl.is_available()
-                else "no readable MKL report"
-            )
-            + ": set thread_invariant = false"
-        )
-    if not mode.upper().endswith("STRICT"):
+    if mode is not None and mode.upper().endswith("STRICT"):
+        return
+    if value is None:
+        del os.environ[ENV]
+    if mode is not None:
         raise ThreadInvarianceError(
             f"thread_invariant = true: MKL already runs in {where} with reproducibility mode "
             f"{mode} (a matrix product ran before the run set {ENV}); set {ENV}={STRICT} in "
             "the environment before Python starts, or run `innate evolve`"
         )
+    if not torch.backends.mkl.is_available():
+        why = "a torch without MKL"
+    else:
+        why = "MKL, but its mode cannot be read here" + (
+            " (MKL_VERBOSE_OUTPUT_FILE is set: unset it)"
+            if os.environ.get("MKL_VERBOSE_OUTPUT_FILE")
+            else ""
+        )
+    raise ThreadInvarianceError(
+        f"thread_invariant = true needs torch's matrix products in Intel MKL, in a mode it "
+        f"can confirm; {where} has {why}: set thread_invariant = false"
+    )
 
 
 def actor_env() -> dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Any
 from evo import rundir
 from evo.checkpoint import CHECKPOINT, CheckpointError, load_checkpoint, read_state
 from evo.config import ConfigError
-from evo.sections import TOP
+from evo.sections import top
 
 # Settings a resume may change: none of them changes a genome the search visits.
 SAFE_ON_RESUME = ("generations", "workers", "address", "eval_every", "checkpoint_every")
@@ -35,7 +35,7 @@ def config_changes(started: dict[str, Any], now: dict[str, Any]) -> list[str]:
     A top-level setting that `started` lacks (a run begun before the setting
     existed) had its default.
     """
-    a, b = _flat({**TOP, **started}), _flat(now)
+    a, b = _flat({**top({}, "defaults"), **started}), _flat(now)
     return [
         f"{k} ({a.get(k, 'unset')!r} -> {b.get(k, 'unset')!r})"
         for k in sorted(a.keys() | b.keys())

@@ -221,7 +221,7 @@ def test_thread_invariant_actors_run_mkl_strict_or_are_refused(cluster, monkeypa
             problem.start_actors()  # checks every actor's mode
             modes = ray.get([a.call.remote("numerics_mode", [], {}) for a in problem.actors])
             problem.close()
-            assert modes == ["AUTO,STRICT", "AUTO,STRICT"]
+            assert len(modes) == 2 and all(m.endswith("STRICT") for m in modes)
         # Actors whose MKL is not strict are stopped, and the run refused.
         monkeypatch.setattr("evo.problem.actor_env", lambda: {"MKL_CBWR": "COMPATIBLE"})
         problem = build.build_problem(cfg)
