@@ -36,16 +36,30 @@ class RayActors:
 
         Creating them draws actor seeds from the problem's generator; done inside
         a step, that draw would shift the step's random stream, so a run on Ray
-        would differ from the serial one.
+        would differ from the serial one. A thread-invariant run then checks
+        every actor's numerics, starting them all again if any is lost meanwhile.
         """
         if not self._num_actors or self.actors is not None:
             return
         for obj in self.objectives:
             obj.prepare()
-        with torch.random.fork_rng(devices=[]):
-            self._parallelize()
-        if self.thread_invariant:
-            self._on_start(self._check_actor_numerics)
+        for attempt in range(ACTOR_RETRIES + 1):
+            with torch.random.fork_rng(devices=[]):
+                self._parallelize()
+            if not self.thread_invariant:
+                return
+            from ray.exceptions import ActorUnavailableError, RayActorError
+
+            try:
+                return self._check_actor_numerics()
+            except (RayActorError, ActorUnavailableError) as e:  # lost as they started
+                self.close()
+                if attempt == ACTOR_RETRIES:
+                    raise ActorsLost(
+                        f"Ray actors were lost {ACTOR_RETRIES + 1} times as they started "
+                        f"(last: {type(e).__name__}); the run stops here and its last "
+                        "checkpoint stands: resume it with --resume when the cluster is healthy"
+                    ) from None
 
     def numerics_mode(self) -> str | None:
         """MKL's reproducibility mode in the process this runs in (called on each actor)."""
@@ -64,24 +78,6 @@ class RayActors:
                 f"{m or 'unknown (no MKL in its torch)'}, not strict; its node needs a torch with "
                 "Intel MKL, or set thread_invariant = false"
             )
-
-    def _on_start(self, check: Any) -> None:
-        """`check()` of freshly started actors; any lost meanwhile are all started again."""
-        from ray.exceptions import ActorUnavailableError, RayActorError
-
-        for attempt in range(ACTOR_RETRIES + 1):
-            try:
-                return check()
-            except (RayActorError, ActorUnavailableError) as e:
-                self.close()
-                if attempt == ACTOR_RETRIES:
-                    raise ActorsLost(
-                        f"Ray actors were lost {ACTOR_RETRIES + 1} times as they started "
-                        f"(last: {type(e).__name__}); the run stops here and its last "
-                        "checkpoint stands: resume it with --resume when the cluster is healthy"
-                    ) from None
-                with torch.random.fork_rng(devices=[]):
-                    self._parallelize()
 
     def _sync_before(self) -> bool:
         if not self.actors:
