@@ -69,7 +69,7 @@ TARGETS = (10, 30, 100, 300, 1000, 3000)
 # per genome from bench/kernels.py on one AVX-512 core; hours from the rows,
 # with another run on the machine's other core).
 EXPENSIVE = {
-    ("gnet", "evolution", 10): "36.5 GFLOP, ~0.25 s per genome: ~3.3 h for 800 generations",
+    ("gnet", "evolution", 10): "36.5 GFLOP, ~0.25 s per genome: ~3.2 h for 800 generations",
     ("gnet", "evolution", 30): "11.4 GFLOP, ~0.08 s per genome: ~1 h for 800 generations",
 }
 # The uncompressed body trained by the same gradient budget: the curve's ceiling.
