@@ -7,6 +7,7 @@ at collection time, in parametrize lists, where fixtures cannot be.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 # A run of seconds: digits through a 16-unit hidden layer, a population of 8.
@@ -43,3 +44,10 @@ def assert_one_line_error(res: Any, *words: str) -> None:
     assert "Traceback" not in res.output
     for w in words:
         assert w in lines[0], lines[0]
+
+
+def run_metrics(run_dir: Path) -> list[list[str]]:
+    """A run's metrics.csv rows without the timing columns, which differ from run to run."""
+    header, *rows = (Path(run_dir) / "metrics.csv").read_text().splitlines()
+    keep = [i for i, c in enumerate(header.split(",")) if c not in ("evals_per_s", "wall_s")]
+    return [[row.split(",")[i] for i in keep] for row in rows]

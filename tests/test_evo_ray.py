@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, changed
+from conftest import TINY, changed, run_metrics
 from typer.testing import CliRunner
 
 from evo import config
@@ -157,16 +157,6 @@ def _busy_actor_pids() -> list[int]:
     return pids
 
 
-def _metrics(run_dir):
-    rows = (run_dir / "metrics.csv").read_text().splitlines()
-    timing = {"evals_per_s", "wall_s"}
-    header = rows[0].split(",")
-    return [
-        [v for k, v in zip(header, row.split(","), strict=True) if k not in timing]
-        for row in rows[1:]
-    ]
-
-
 # Heavier than RAY_RUN, so that pieces take long enough to be caught mid-evaluation.
 KILL_RUN = changed(RAY_RUN, generations=20, batch_size=1024, layout__hidden=[64], eval_every=4)
 
@@ -202,7 +192,7 @@ def test_run_survives_a_ray_worker_killed_mid_generation(tmp_path, cluster, capl
     # The lost piece was evaluated again: the same run as the undisturbed serial one.
     assert res.best_fitness == serial.best_fitness
     assert torch.equal(res.best_genome, serial.best_genome)
-    assert _metrics(res.run_dir) == _metrics(serial.run_dir)
+    assert run_metrics(res.run_dir) == run_metrics(serial.run_dir)
 
 
 @pytest.mark.slow
@@ -344,4 +334,4 @@ def test_lost_head_node_leaves_a_resumable_run(tmp_path):
     resumed = resume_run(run_dir, progress=False, generations=30, workers=0, address="")
     assert resumed.best_fitness == serial.best_fitness
     assert torch.equal(resumed.best_genome, serial.best_genome)
-    assert _metrics(resumed.run_dir) == _metrics(serial.run_dir)
+    assert run_metrics(resumed.run_dir) == run_metrics(serial.run_dir)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, changed
+from conftest import TINY, changed, run_metrics
 
 from evo import config
 from evo.driver import new_run
@@ -63,13 +63,6 @@ def _python(*args: str, **env: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-def _metrics(run_dir: Path) -> list[list[str]]:
-    """metrics.csv without its timing columns."""
-    rows = [line.split(",") for line in (run_dir / "metrics.csv").read_text().splitlines()]
-    keep = [i for i, c in enumerate(rows[0]) if c not in ("evals_per_s", "wall_s")]
-    return [[r[i] for i in keep] for r in rows]
 
 
 def test_thread_invariant_must_be_true_or_false():
@@ -178,6 +171,6 @@ def test_a_thread_invariant_run_is_the_same_on_one_and_two_threads(tmp_path):
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
         (run_dir,) = out.iterdir()
         runs.append(run_dir)
-    assert _metrics(runs[0]) == _metrics(runs[1])
+    assert run_metrics(runs[0]) == run_metrics(runs[1])
     best = [load_genome(r / "best.genome").genome for r in runs]
     assert torch.equal(best[0], best[1])
