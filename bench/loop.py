@@ -29,6 +29,7 @@ the spread are printed.
     python bench/loop.py [--workload faces|digits] [--repeats 3] [--generations 100,300]
                          [--json out.json]
     python bench/loop.py --profile 300   # where a generation's time goes, per phase
+    OMP_NUM_THREADS=1 python bench/loop.py   # torch on one thread (a core left free)
 
 `--profile G` runs the hand-written loop and each innate variant for G and
 for G / 4 generations with a wall-clock timer around the functions of each
@@ -182,6 +183,7 @@ def _phase_targets() -> list[tuple[str, object, str, bool]]:
     import evotorch.distributions as dist
 
     from evo import driver, problem
+    from evo.search import sampling
     from genome.decoders.base import Decoder
     from genome.phenotype import Phenotype
 
@@ -198,8 +200,10 @@ def _phase_targets() -> list[tuple[str, object, str, bool]]:
         ("test", driver, "_test", True),
         ("checkpoints", driver, "save_checkpoint", True),
     ]
-    # The searcher's update: every distribution's own gradient and update steps.
-    for cls in vars(dist).values():
+    # The searcher's update: every distribution's own gradient and update steps
+    # (EvoTorch's, and innate's faster equals of them).
+    classes = [*vars(dist).values(), *sampling.FASTER.values()]
+    for cls in classes:
         if isinstance(cls, type) and issubclass(cls, dist.Distribution):
             for name in ("_compute_gradients", "update_parameters"):
                 if name in vars(cls):
@@ -292,7 +296,7 @@ def main() -> None:
     w = WORKLOADS[args.workload]
     title = (
         f"{w.name}, {w.size}x{w.size} -> {w.hidden} -> {w.outputs}, SNES, "
-        f"population {POPULATION}, {w.batch} images"
+        f"population {POPULATION}, {w.batch} images, {torch.get_num_threads()} threads"
     )
     innate("direct", 2, w)  # the bank (or data set) is loaded once before any timing
     if args.profile:

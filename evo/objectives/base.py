@@ -122,6 +122,21 @@ class Objective(ABC):
     def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
         """{name: value [P], metric: [P], ...}; the value is differentiable."""
 
+    def outputs(self, phenotype: Phenotype, batch: Any) -> torch.Tensor | None:
+        """What `score_outputs` scores the population on: the networks' outputs [P, ...]
+        on the batch, each individual's in its own row (None: only `evaluate` scores).
+
+        An objective that splits its scoring so scores a large population in
+        pieces (the problem's chunks) and then all of it at once, in a few large
+        operations instead of many small ones. Its per-individual values must
+        not depend on the rows scored with it.
+        """
+        return None
+
+    def score_outputs(self, outputs: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        """`evaluate`'s result from the population's `outputs` [P, ...] on `batch`."""
+        raise NotImplementedError(f"objective {self.name!r} scores phenotypes only")
+
     def prepare(self) -> None:
         """Make what every process reads from disk (before Ray actors start, so they only read it)."""
         return None

@@ -70,19 +70,26 @@ class Digits(Objective):
         return augment(x, self.augment, generator), y
 
     @staticmethod
-    def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = phenotype(x)  # [P, B, C]
+    def _score(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy and accuracy [P] of the logits [P, B, C] against labels [B]."""
         p, b, c = logits.shape
         loss = F.cross_entropy(logits.reshape(p * b, c), y.repeat(p), reduction="none")
         with torch.no_grad():
             acc = (logits.argmax(dim=2) == y).to(logits.dtype).mean(dim=1)
         return {"loss": loss.reshape(p, b).mean(dim=1), "acc": acc}
 
-    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
-        m = self._score(phenotype, *batch)
+    def outputs(self, phenotype: Phenotype, batch: Any) -> torch.Tensor:
+        return phenotype(batch[0])  # [P, B, C]
+
+    def score_outputs(self, outputs: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        m = self._score(outputs, batch[1])
         return {self.name: m["loss"], "acc": m["acc"]}
+
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        return self.score_outputs(self.outputs(phenotype, batch), batch)
 
     def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
         self._set()
+        x, y = self._data_test
         with torch.no_grad():
-            return self._score(phenotype, *self._data_test)
+            return self._score(phenotype(x), y)

@@ -97,8 +97,8 @@ class Faces(Objective):
         return make_faces(n, generator, size=self.SIZE, device=self.device)
 
     @staticmethod
-    def _score(phenotype: Phenotype, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = phenotype(x)[..., 0]  # [P, B]
+    def _score(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Loss, accuracy and ROC-AUC [P] of the face logits [P, B] against labels [B]."""
         target = y.to(logits.dtype).expand_as(logits)
         loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=1)
         with torch.no_grad():
@@ -106,14 +106,21 @@ class Faces(Objective):
             auc = roc_auc(logits, y).to(logits.dtype)
         return {"loss": loss, "acc": acc, "auc": auc}
 
-    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
-        m = self._score(phenotype, *batch)
+    def outputs(self, phenotype: Phenotype, batch: Any) -> torch.Tensor:
+        return phenotype(batch[0])[..., 0]  # [P, B]
+
+    def score_outputs(self, outputs: torch.Tensor, batch: Any) -> dict[str, torch.Tensor]:
+        m = self._score(outputs, batch[1])
         return {self.name: m["loss"], "acc": m["acc"], "auc": m["auc"]}
+
+    def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
+        return self.score_outputs(self.outputs(phenotype, batch), batch)
 
     def test(self, phenotype: Phenotype) -> dict[str, torch.Tensor]:
         if getattr(self, "_data_test", None) is None:
             from tasks import lfw_faces
 
             self._data_test = lfw_faces(device=self.device)
+        x, y = self._data_test
         with torch.no_grad():
-            return self._score(phenotype, *self._data_test)
+            return self._score(phenotype(x)[..., 0], y)

@@ -6,7 +6,8 @@ Toklu et al., PPSN 2020), CEM (Rubinstein, 1999) and CMA-ES (Hansen, 2016), as
 EvoTorch implements them. `stdev_init` is in units of the decoder's per-gene
 initial std (`decoder.blocks().std()`): per gene for SNES, XNES, PGPE and CEM,
 its mean for CMA-ES, which takes a scalar; a gene whose initial std is 0 searches
-at the mean std of the others (`search_stdev`).
+at the mean std of the others (`search_stdev`). SNES, CEM and PGPE sample and
+update through evo/search/sampling.py: EvoTorch's arithmetic, faster.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from evotorch import algorithms as ea
 
 from evo.search.base import Algorithm, search_stdev
+from evo.search.sampling import use_faster_distribution
 
 if TYPE_CHECKING:
     from evo.problem import GenomeProblem
@@ -68,7 +70,9 @@ class Distribution(Algorithm):
         std = search_stdev(problem)
         scale = float(settings.pop("stdev_init"))
         stdev = scale * float(std.mean()) if self.scalar_stdev else scale * std
-        return self.cls(problem, popsize=population_size, stdev_init=stdev, **settings)
+        searcher = self.cls(problem, popsize=population_size, stdev_init=stdev, **settings)
+        use_faster_distribution(searcher)
+        return searcher
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@
 state, the seed and the generation: the problem's own generator (which EvoTorch
 samples from) and torch's global generator (forked, so the caller's stream is
 untouched) are both seeded from (seed, generation) right before the step. The
-searcher itself comes from its registry entry (evo/search/__init__.py).
+searcher itself comes from its registry entry (evo/search/__init__.py); the
+separable Gaussians draw the next step's noise ahead from the same seeds
+(evo/search/sampling.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 
 from evo.problem import STREAM_SEARCH, GenomeProblem
 from evo.search.nsga2 import best_first
+from evo.search.sampling import NoiseAhead
 from tasks.seeds import derive_seed
 
 
@@ -42,14 +45,19 @@ class EvoEngine:
         entry = algorithm(name)
         self.problem = problem
         self.name = name
+        problem.noise_ahead = NoiseAhead(self._sample_seed)
         # Initial sampling (center, first population) is seeded like a step at generation -1.
         with self._seeded(-1):
             self.searcher = entry.build_searcher(problem, {**entry.defaults, **settings})
 
+    def _sample_seed(self, generation: int) -> int:
+        """The seed of the problem's generator, which EvoTorch samples from, in `generation`'s step."""
+        return derive_seed(self.problem.run_seed, STREAM_SEARCH, generation, 0)
+
     @contextmanager
     def _seeded(self, generation: int) -> Iterator[None]:
         seed = self.problem.run_seed
-        self.problem.manual_seed(derive_seed(seed, STREAM_SEARCH, generation, 0))
+        self.problem.manual_seed(self._sample_seed(generation))
         self.problem.set_generation(max(generation, 0))
         with torch.random.fork_rng(devices=[]):
             _seed_global(derive_seed(seed, STREAM_SEARCH, generation, 1))

@@ -1,0 +1,224 @@
+"""The faster separable Gaussians sample and update exactly as EvoTorch's do; the
+noise drawn ahead is taken only when it is what the step would draw; a population
+scored from its outputs all at once scores as chunk by chunk."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pytest
+import torch
+from conftest import TINY, changed, run_metrics
+from evotorch.distributions import ExpSeparableGaussian
+
+from evo import build, config
+from evo.driver import new_run
+from evo.problem import EVAL_CHUNK
+from evo.search import sampling
+from evo.search.sampling import FASTER, NoiseAhead
+
+SEED = 1234
+
+
+@pytest.fixture(autouse=True)
+def _a_core_to_spare(monkeypatch):
+    """Draw ahead whatever the machine's cores (`spare_core` has its own test)."""
+    monkeypatch.setattr(sampling, "spare_core", lambda: True)
+
+
+def _resolved(raw: dict[str, Any]) -> dict[str, Any]:
+    return config.resolve(config.validate(raw, "test"), "test")
+
+
+def _distribution(cls: type, length: int, generator: torch.Generator) -> Any:
+    params = {
+        "mu": torch.randn(length, generator=generator),
+        "sigma": torch.rand(length, generator=generator) + 0.1,
+    }
+    if "divide_mu_grad_by" in cls.OPTIONAL_PARAMETERS:
+        params.update(divide_mu_grad_by="num_directions", divide_sigma_grad_by="num_directions")
+    return cls(params)
+
+
+class _Problem:
+    """What a distribution's sampling reads of the problem: its generator and generation."""
+
+    def __init__(self, ahead: NoiseAhead | None):
+        self.generator = torch.Generator()
+        self.generation = 0
+        self.noise_ahead = ahead
+
+
+@pytest.mark.parametrize("evotorch_cls", list(FASTER), ids=lambda c: c.__name__)
+@pytest.mark.parametrize("shape", [(8, 37), (64, 1003), (6, 5)])
+def test_noise_drawn_ahead_samples_as_evotorch(evotorch_cls, shape):
+    faster = FASTER[evotorch_cls]
+    g = torch.Generator().manual_seed(0)
+    dist = _distribution(evotorch_cls, shape[1], g)
+    fast = faster(dict(dist.parameters))
+    ahead = NoiseAhead(lambda generation: SEED + generation)
+    problem = _Problem(ahead)
+    reference = _Problem(None)
+    hits = 0
+    for generation in range(3):
+        for p in (problem, reference):
+            p.generator.manual_seed(SEED + generation)
+            p.generation = generation
+        expected = torch.empty(shape)
+        dist._fill(expected, generator=reference)
+        expected_after = torch.randn(5, generator=reference.generator)
+        got = torch.empty(shape)
+        if ahead._pending is not None:  # as if a core were free: the draw is done
+            ahead._pending.done.result()
+            hits += 1
+        fast._fill(got, generator=problem)
+        # The same numbers, and the generator left where EvoTorch's draw leaves it.
+        assert torch.equal(got, expected)
+        assert torch.equal(torch.randn(5, generator=problem.generator), expected_after)
+    assert hits == 2  # every generation after the first took the noise drawn ahead
+    ahead.close()
+
+
+def test_noise_is_not_taken_where_it_is_not_what_the_step_would_draw():
+    ahead = NoiseAhead(lambda generation: SEED + generation)
+    out = torch.empty(8, 16)
+    generator = torch.Generator()
+
+    def drawn(**changes: Any) -> torch.Tensor | None:
+        ahead.draw(1, torch.empty(8, 16), symmetric=False)
+        ahead._pending.done.result()
+        generator.manual_seed(changes.get("seed", SEED + 1))
+        if changes.get("draw_first"):
+            torch.rand(1, generator=generator)
+        state = generator.get_state()
+        got = ahead.take(changes.get("out", out), generator, changes.get("symmetric", False))
+        if got is None:  # the generator is left untouched
+            assert torch.equal(generator.get_state(), state)
+        return got
+
+    assert drawn() is not None
+    assert drawn(seed=SEED + 2) is None  # another generation's seed
+    assert drawn(draw_first=True) is None  # something drew before the sample
+    assert drawn(out=torch.empty(4, 16)) is None
+    assert drawn(out=torch.empty(16, 8).T) is None  # not contiguous
+    assert drawn(symmetric=True) is None
+    assert ahead.take(out, generator, False) is None  # nothing drawn ahead
+    ahead.close()
+
+
+def test_a_draw_that_no_core_started_is_cancelled_and_drawn_in_the_step():
+    ahead = NoiseAhead(lambda generation: SEED + generation)
+    ahead.draw(1, torch.empty(8, 16), symmetric=False)  # starts the thread
+    ahead._pending.done.result()
+    busy = threading.Event()
+    ahead._pool.submit(busy.wait)  # the thread is held: the next draw waits in the queue
+    ahead.draw(1, torch.empty(8, 16), symmetric=False)
+    generator = torch.Generator().manual_seed(SEED + 1)
+    assert ahead.take(torch.empty(8, 16), generator, False) is None
+    assert ahead._pending is None
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(SEED + 1).get_state())
+    busy.set()
+    ahead.close()
+
+
+@pytest.mark.parametrize("ranking", ["nes", "centered"])
+@pytest.mark.parametrize("shape", [(64, 2007), (5, 3), (8, 40000)])
+def test_snes_gradients_equal_evotorchs(shape, ranking):
+    g = torch.Generator().manual_seed(shape[1])
+    dist = _distribution(ExpSeparableGaussian, shape[1], g)
+    fast = FASTER[ExpSeparableGaussian](dict(dist.parameters))
+    samples = dist.mu + dist.sigma * torch.randn(shape, generator=g) * 3
+    weights = torch.randn(shape[0], generator=g)
+    want = dist._compute_gradients(samples, weights, ranking)
+    got = fast._compute_gradients(samples, weights, ranking)
+    assert set(got) == {"mu", "sigma"}
+    for k in got:
+        assert torch.equal(got[k], want[k]), k
+
+
+@pytest.mark.parametrize("name", ["snes", "cem", "pgpe"])
+def test_a_run_drawing_ahead_equals_one_drawing_in_the_step(tmp_path, monkeypatch, name):
+    cfg = _resolved(changed(TINY, generations=4, algorithm__name=name))
+    taken = []
+    take = NoiseAhead.take
+
+    def counted(self, *args):
+        got = take(self, *args)
+        taken.append(got is not None)
+        return got
+
+    draw = NoiseAhead.draw
+
+    def finished(self, *args):  # as if a core were free: every draw is done by the step
+        draw(self, *args)
+        if self._pending is not None:
+            self._pending.done.result()
+
+    monkeypatch.setattr(NoiseAhead, "take", counted)
+    monkeypatch.setattr(NoiseAhead, "draw", finished)
+    ahead = new_run(cfg, tmp_path / "ahead", progress=False)
+    assert taken == [False, True, True, True]
+    monkeypatch.setattr(NoiseAhead, "take", lambda self, *args: None)
+    in_step = new_run(cfg, tmp_path / "in_step", progress=False)
+    assert run_metrics(ahead.run_dir) == run_metrics(in_step.run_dir)
+    assert torch.equal(ahead.best_genome, in_step.best_genome)
+
+
+def test_the_searchers_sample_with_the_faster_distributions():
+    for name, cls in (("snes", "FastExpSeparableGaussian"), ("pgpe", "FastSymmetric")):
+        cfg = _resolved(changed(TINY, algorithm__name=name))
+        engine = build.make_engine(build.build_problem(cfg), cfg)
+        assert type(engine.searcher._distribution).__name__.startswith(cls)
+        assert isinstance(engine.problem.noise_ahead, NoiseAhead)
+        engine.problem.close()
+
+
+def test_populations_too_large_to_double_are_drawn_in_the_step(monkeypatch):
+    monkeypatch.setattr(sampling, "MAX_AHEAD_BYTES", 1000)
+    ahead = NoiseAhead(lambda generation: generation)
+    ahead.draw(1, torch.empty(16, 16), symmetric=False)  # 1,024 bytes
+    assert ahead._pending is None
+    ahead.draw(1, torch.empty(15, 16), symmetric=False)
+    assert ahead._pending is not None
+    ahead.close()
+
+
+@pytest.mark.parametrize("objective", ["faces", "digits"])
+@pytest.mark.parametrize("hidden", [[16], []])  # two layers; one (its outputs a strided view)
+def test_scoring_outputs_at_once_equals_scoring_chunk_by_chunk(objective, hidden):
+    raw = changed(TINY, task__objectives=[objective], layout__hidden=hidden, batch_size=48)
+    problem = build.build_problem(_resolved(raw))
+    (obj,) = problem.objectives
+    (batch,) = problem.data(3)
+    g = torch.Generator().manual_seed(3)
+    population = problem.decoder.init(2 * EVAL_CHUNK + 5, g, torch.float32)  # a padded chunk
+    at_once = problem.score(population, 3)
+    pieces = []
+    for start in range(0, len(population), EVAL_CHUNK):
+        part = population[start : start + EVAL_CHUNK]
+        chunk = torch.cat([part, part[:1].expand(EVAL_CHUNK - len(part), -1)])
+        values = obj.evaluate(problem.decoder.decode(chunk), batch)
+        pieces.append({k: v[: len(part)] for k, v in values.items()})
+    assert list(at_once) == [objective, *(f"{objective}_{m}" for m in obj.metrics)]
+    assert torch.equal(at_once[objective], torch.cat([q[objective] for q in pieces]))
+    for m in obj.metrics:
+        assert torch.equal(at_once[f"{objective}_{m}"], torch.cat([q[m] for q in pieces])), m
+
+
+def test_noise_is_drawn_ahead_only_with_a_core_to_spare(monkeypatch):
+    ahead = NoiseAhead(lambda generation: generation)
+    monkeypatch.setattr(sampling, "spare_core", lambda: False)
+    ahead.draw(1, torch.empty(4, 16), symmetric=False)
+    assert ahead._pending is None
+    ahead.close()
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert sampling.spare_core() == (len(os.sched_getaffinity(0)) > 1)
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        assert not sampling.spare_core()
+    finally:
+        torch.set_num_threads(threads)
