@@ -233,13 +233,13 @@ class GenomeProblem(RayActors, Problem):
         population = population.to(self.device)
         p = population.shape[0]
         step = EVAL_CHUNK if exact else p
-        # Per objective: its values chunk by chunk, or (where it scores outputs) the
-        # outputs of every chunk, gathered and scored together at the end. They are
-        # gathered in one buffer: small tensors kept from chunk to chunk would pin
-        # the heap between each chunk's large temporaries (a population of 4,096
-        # faces networks peaked up to 240 MB higher).
+        # Per objective: its values chunk by chunk or, over several chunks where it
+        # scores outputs (contiguous ones: the layout scored stays that of a chunk),
+        # every chunk's outputs gathered into one buffer and scored at once. One
+        # buffer, as small tensors kept from chunk to chunk would pin the heap
+        # between the chunks' large temporaries (4,096 faces networks: +240 MB).
         scored: list[list[dict[str, torch.Tensor]]] = [[] for _ in self.objectives]
-        outputs: list[torch.Tensor | None] = [None] * len(self.objectives)
+        gathered: list[torch.Tensor | None] = [None] * len(self.objectives)
         for start in range(0, p, step):
             part = population[start : start + step]
             n = part.shape[0]
@@ -251,22 +251,17 @@ class GenomeProblem(RayActors, Problem):
             phenotype = self.decoder.decode(part, out=self._workspace(part))
             for k, (obj, batch) in enumerate(zip(self.objectives, data, strict=True)):
                 out = obj.outputs(phenotype, batch)
-                # Contiguous outputs only: the layout of what is scored is the same
-                # whether it holds one chunk or all of them.
-                if out is not None and out.is_contiguous():
-                    if step >= p:  # one chunk: nothing to gather
-                        outputs[k] = out[:n]
-                        continue
-                    if outputs[k] is None:
-                        outputs[k] = out.new_empty((p, *out.shape[1:]))
-                    outputs[k][start : start + n] = out[:n]
+                if start == 0 and p > step and out is not None and out.is_contiguous():
+                    gathered[k] = out.new_empty((p, *out.shape[1:]))
+                if gathered[k] is not None:
+                    gathered[k][start : start + n] = out[:n]
                     continue
                 values = (
                     obj.evaluate(phenotype, batch) if out is None else obj.score_outputs(out, batch)
                 )
                 scored[k].append({m: v[:n] for m, v in values.items()})
         result: dict[str, torch.Tensor] = {}
-        for obj, batch, pieces, outs in zip(self.objectives, data, scored, outputs, strict=True):
+        for obj, batch, pieces, outs in zip(self.objectives, data, scored, gathered, strict=True):
             if outs is not None:
                 values = obj.score_outputs(outs, batch)
             elif len(pieces) == 1:
@@ -330,9 +325,11 @@ class GenomeProblem(RayActors, Problem):
 
     def close(self) -> None:
         """Kill this problem's Ray actors and stop drawing noise ahead."""
-        super().close()
-        if self.noise_ahead is not None:
-            self.noise_ahead.close()
+        try:
+            super().close()
+        finally:
+            if self.noise_ahead is not None:
+                self.noise_ahead.close()
 
     # --- EvoTorch hooks ---------------------------------------------------------------
     def _fill(self, values: torch.Tensor) -> None:

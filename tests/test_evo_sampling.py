@@ -113,13 +113,27 @@ def test_a_draw_that_no_core_started_is_cancelled_and_drawn_in_the_step():
     ahead.draw(1, torch.empty(8, 16), symmetric=False)  # starts the thread
     ahead._pending.done.result()
     busy = threading.Event()
-    ahead._pool.submit(busy.wait)  # the thread is held: the next draw waits in the queue
+    try:
+        ahead._pool.submit(busy.wait)  # the thread is held: the next draw waits in the queue
+        ahead.draw(1, torch.empty(8, 16), symmetric=False)
+        generator = torch.Generator().manual_seed(SEED + 1)
+        assert ahead.take(torch.empty(8, 16), generator, False) is None
+        assert ahead._pending is None
+        fresh = torch.Generator().manual_seed(SEED + 1)
+        assert torch.equal(generator.get_state(), fresh.get_state())
+    finally:
+        busy.set()
+        ahead.close()
+
+
+def test_a_draw_that_failed_leaves_the_step_its_own(monkeypatch):
+    ahead = NoiseAhead(lambda generation: SEED + generation)
+    monkeypatch.setattr(torch.Tensor, "normal_", lambda self, **kw: 1 / 0)
     ahead.draw(1, torch.empty(8, 16), symmetric=False)
+    ahead._pending.done.exception()
+    monkeypatch.undo()
     generator = torch.Generator().manual_seed(SEED + 1)
     assert ahead.take(torch.empty(8, 16), generator, False) is None
-    assert ahead._pending is None
-    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(SEED + 1).get_state())
-    busy.set()
     ahead.close()
 
 
@@ -138,32 +152,48 @@ def test_snes_gradients_equal_evotorchs(shape, ranking):
         assert torch.equal(got[k], want[k]), k
 
 
+def _evotorchs_own_path(monkeypatch) -> None:
+    """EvoTorch's distributions, and every objective scored chunk by chunk."""
+    from evo.objectives.base import Objective
+    from evo.search import distribution
+
+    monkeypatch.setattr(distribution, "use_faster_distribution", lambda searcher: None)
+    for cls in Objective.__subclasses__():
+        if cls.outputs is not Objective.outputs:
+            forward, score = cls.outputs, cls.score_outputs
+            monkeypatch.setattr(
+                cls, "evaluate", lambda s, ph, b, f=forward, g=score: g(s, f(s, ph, b), b)
+            )
+            monkeypatch.setattr(cls, "outputs", Objective.outputs)
+
+
 @pytest.mark.parametrize("name", ["snes", "cem", "pgpe"])
-def test_a_run_drawing_ahead_equals_one_drawing_in_the_step(tmp_path, monkeypatch, name):
-    cfg = _resolved(changed(TINY, generations=4, algorithm__name=name))
+def test_a_run_is_the_run_evotorchs_own_path_gives(tmp_path, monkeypatch, name):
+    # Population 24: two chunks, the second padded, so outputs are gathered.
+    raw = changed(TINY, generations=4, algorithm__name=name, algorithm__population_size=24)
+    cfg = _resolved(raw)
     taken = []
-    take = NoiseAhead.take
+    take, draw = NoiseAhead.take, NoiseAhead.draw
 
     def counted(self, *args):
         got = take(self, *args)
         taken.append(got is not None)
         return got
 
-    draw = NoiseAhead.draw
-
     def finished(self, *args):  # as if a core were free: every draw is done by the step
         draw(self, *args)
         if self._pending is not None:
             self._pending.done.result()
 
-    monkeypatch.setattr(NoiseAhead, "take", counted)
-    monkeypatch.setattr(NoiseAhead, "draw", finished)
-    ahead = new_run(cfg, tmp_path / "ahead", progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(NoiseAhead, "take", counted)
+        m.setattr(NoiseAhead, "draw", finished)
+        faster = new_run(cfg, tmp_path / "faster", progress=False)
     assert taken == [False, True, True, True]
-    monkeypatch.setattr(NoiseAhead, "take", lambda self, *args: None)
-    in_step = new_run(cfg, tmp_path / "in_step", progress=False)
-    assert run_metrics(ahead.run_dir) == run_metrics(in_step.run_dir)
-    assert torch.equal(ahead.best_genome, in_step.best_genome)
+    _evotorchs_own_path(monkeypatch)
+    own = new_run(cfg, tmp_path / "own", progress=False)
+    assert run_metrics(faster.run_dir) == run_metrics(own.run_dir)
+    assert torch.equal(faster.best_genome, own.best_genome)
 
 
 def test_the_searchers_sample_with_the_faster_distributions():
@@ -188,23 +218,28 @@ def test_populations_too_large_to_double_are_drawn_in_the_step(monkeypatch):
 @pytest.mark.parametrize("objective", ["faces", "digits"])
 @pytest.mark.parametrize("hidden", [[16], []])  # two layers; one (its outputs a strided view)
 def test_scoring_outputs_at_once_equals_scoring_chunk_by_chunk(objective, hidden):
-    raw = changed(TINY, task__objectives=[objective], layout__hidden=hidden, batch_size=48)
+    # An odd batch, and 37 x 999 numbers a loss: past torch's 32,768 for going parallel.
+    raw = changed(TINY, task__objectives=[objective], layout__hidden=hidden, batch_size=999)
     problem = build.build_problem(_resolved(raw))
     (obj,) = problem.objectives
     (batch,) = problem.data(3)
     g = torch.Generator().manual_seed(3)
-    population = problem.decoder.init(2 * EVAL_CHUNK + 5, g, torch.float32)  # a padded chunk
-    at_once = problem.score(population, 3)
+    population = problem.decoder.init(2 * EVAL_CHUNK + 5, g, torch.float32)
     pieces = []
     for start in range(0, len(population), EVAL_CHUNK):
         part = population[start : start + EVAL_CHUNK]
         chunk = torch.cat([part, part[:1].expand(EVAL_CHUNK - len(part), -1)])
         values = obj.evaluate(problem.decoder.decode(chunk), batch)
         pieces.append({k: v[: len(part)] for k, v in values.items()})
-    assert list(at_once) == [objective, *(f"{objective}_{m}" for m in obj.metrics)]
-    assert torch.equal(at_once[objective], torch.cat([q[objective] for q in pieces]))
-    for m in obj.metrics:
-        assert torch.equal(at_once[f"{objective}_{m}"], torch.cat([q[m] for q in pieces])), m
+    by_chunk = {k: torch.cat([q[k] for q in pieces]) for k in pieces[0]}
+    columns = [objective, *(f"{objective}_{m}" for m in obj.metrics)]
+    # The whole population, and pieces of it as a Ray actor or a champion gets them.
+    for first, size in ((0, len(population)), (0, 1), (16, 7), (5, 20)):
+        got = problem.score(population[first : first + size], 3)
+        assert list(got) == columns
+        for column, name in zip(columns, [objective, *obj.metrics], strict=True):
+            want = by_chunk[name][first : first + size]
+            assert torch.equal(got[column], want), (first, size, column)
 
 
 def test_noise_is_drawn_ahead_only_with_a_core_to_spare(monkeypatch):

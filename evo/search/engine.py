@@ -45,6 +45,8 @@ class EvoEngine:
         entry = algorithm(name)
         self.problem = problem
         self.name = name
+        if problem.noise_ahead is not None:  # an earlier engine's
+            problem.noise_ahead.close()
         problem.noise_ahead = NoiseAhead(self._sample_seed)
         # Initial sampling (center, first population) is seeded like a step at generation -1.
         with self._seeded(-1):

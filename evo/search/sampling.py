@@ -8,9 +8,9 @@ noise of generation g + 1 is drawn on a background thread (`NoiseAhead`)
 while generation g is scored: drawing it is a third of a direct-encoding
 generation on the CPU (1.3 million numbers for 64 genomes of 20,000 genes).
 It is drawn ahead only where torch's threads leave the process a core
-(`spare_core`), and the thread runs only when that core is idle: there the
-draw costs the step nothing; a draw that no core has started by the step is
-cancelled and the step draws as EvoTorch does.
+(`spare_core`), where it costs the step only the wait for a draw not yet
+finished; a draw that has not started by the step is cancelled and the step
+draws as EvoTorch does.
 
 The noise is drawn from a generator seeded exactly as the step will seed the
 problem's; the step takes it only if the problem's generator is then in the
@@ -20,15 +20,14 @@ Otherwise (the first generation, a resume, anything else drawn first) the
 step draws as EvoTorch does.
 
 SNES's gradient is EvoTorch's arithmetic in two population-sized buffers
-instead of six (`_snes_gradients`). Tests hold all of it to EvoTorch's own
-results, bit for bit.
+instead of six (`_snes_gradients`). Tests hold each part, and whole runs, to
+EvoTorch's own results, bit for bit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -88,9 +87,8 @@ class NoiseAhead:
         # Exactly the tensor EvoTorch fills: the population, or its even rows.
         target = self._buffer[0::2] if symmetric else self._buffer
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                1, thread_name_prefix="innate-noise", initializer=_yield_to_others
-            )
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="innate-noise")
+            _LIVE.add(self)
         done = self._pool.submit(target.normal_, generator=generator)
         self._pending = _Pending(start, generator, self._buffer, symmetric, done)
 
@@ -106,7 +104,8 @@ class NoiseAhead:
         pending, self._pending = self._pending, None
         if pending is None or pending.done.cancel():
             return None  # nothing drawn ahead, or no core was free to start it: draw now
-        pending.done.result()  # also re-raises what went wrong on the thread
+        if pending.done.exception() is not None:
+            return None  # the step's own draw meets (and raises) whatever went wrong
         fits = (
             pending.symmetric == symmetric
             and out.is_contiguous()
@@ -138,9 +137,9 @@ def spare_core() -> bool:
     """Whether torch's threads leave this process a core it may run on.
 
     Where they take every core, torch's OpenMP threads spin between parallel
-    regions, so a thread drawing ahead would wait for a core (and a step for
-    it) rather than use one: on 2 cores with a Ray actor beside the main
-    process it made a generation 1-2 ms slower.
+    regions, so a thread drawing ahead would take a core from them or wait for
+    one: on 2 cores it made faces generations slower, by 1-2 ms with a Ray
+    actor beside the main process.
     """
     try:
         cores = len(os.sched_getaffinity(0))
@@ -149,18 +148,19 @@ def spare_core() -> bool:
     return torch.get_num_threads() < cores
 
 
-def _yield_to_others() -> None:
-    """Run the calling thread only on cores nothing else wants (Linux's SCHED_IDLE).
+# Every NoiseAhead with a thread: a forked child inherits them without their
+# threads, so it forgets the thread and any draw under way and starts its own.
+_LIVE: weakref.WeakSet[NoiseAhead] = weakref.WeakSet()
 
-    Scoring runs parallel regions of torch's OpenMP threads, one per core: a
-    thread of ours holding a core would stall each region until the scheduler
-    took it away.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+def _forget_threads() -> None:
+    for ahead in list(_LIVE):
+        ahead._pool = ahead._pending = None
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads)
 
 
 class _DrawsAhead:
