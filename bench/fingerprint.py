@@ -4,7 +4,11 @@ Runs a few generations of each workload the benchmarks and the shipped configs
 name (in-process, into temporary directories) and hashes what a run
 produces: metrics.csv without its timing columns, and every genome file's
 genes and recorded fitness. Run it before and after a change and compare; a
-change to speed alone keeps every fingerprint.
+change to speed alone keeps every fingerprint. Runs are in-process (Ray's
+equality with them is the tests' part), and their last bits depend on
+torch's thread count: compare runs made with the same `OMP_NUM_THREADS`
+(with 1 on a machine of several cores, the searchers also draw their noise
+ahead; evo/search/sampling.py).
 
     python bench/fingerprint.py [--json out.json] [--compare before.json] [NAME ...]
 """

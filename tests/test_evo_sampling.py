@@ -257,3 +257,16 @@ def test_noise_is_drawn_ahead_only_with_a_core_to_spare(monkeypatch):
         assert not sampling.spare_core()
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_forked_child_forgets_the_thread_and_its_draw():
+    ahead = NoiseAhead(lambda generation: generation)
+    ahead.draw(1, torch.empty(4, 16), symmetric=False)
+    ahead._pending.done.result()
+    pool = ahead._pool
+    sampling._forget_threads()  # what os.register_at_fork runs in the child
+    assert ahead._pool is None and ahead._pending is None
+    ahead.draw(2, torch.empty(4, 16), symmetric=False)  # a thread of its own
+    assert ahead._pool is not pool
+    ahead.close()
+    pool.shutdown()

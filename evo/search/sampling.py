@@ -138,8 +138,7 @@ def spare_core() -> bool:
 
     Where they take every core, torch's OpenMP threads spin between parallel
     regions, so a thread drawing ahead would take a core from them or wait for
-    one: on 2 cores it made faces generations slower, by 1-2 ms with a Ray
-    actor beside the main process.
+    one (either made generations slower, a Ray actor beside the process too).
     """
     try:
         cores = len(os.sched_getaffinity(0))
