@@ -126,10 +126,9 @@ class Objective(ABC):
         """What `score_outputs` scores the population on: the networks' outputs [P, ...]
         on the batch, each individual's in its own row (None: only `evaluate` scores).
 
-        An objective that splits its scoring so scores a large population in
-        pieces (the problem's chunks) and then all of it at once, in a few large
-        operations instead of many small ones. Its per-individual values must
-        not depend on the rows scored with it.
+        Split so, a large population is run in pieces (the problem's chunks)
+        and scored all at once: a few large operations instead of many small
+        ones. An individual's values must not depend on the rows scored with it.
         """
         return None
 
