@@ -31,12 +31,12 @@ import loop
 
 from evo import config
 from evo.driver import new_run
+from evo.rundir import TIMING_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Shipped configs and how many generations of each (enough to step every searcher
 # several times, write a test row and a checkpoint).
 CONFIGS = {"faces": 25, "faces_wiring": 25, "digits": 12, "fewshot": 6}
-TIMING = ("evals_per_s", "wall_s")
 
 
 def workloads() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -58,7 +58,7 @@ def fingerprint(run_dir: Path) -> str:
 
     h = hashlib.sha256()
     header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
-    keep = [i for i, c in enumerate(header.split(",")) if c not in TIMING]
+    keep = [i for i, c in enumerate(header.split(",")) if c not in TIMING_COLUMNS]
     for row in rows:
         cells = row.split(",")
         h.update(",".join(cells[i] for i in keep).encode() + b"\n")

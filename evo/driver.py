@@ -93,7 +93,7 @@ class RunState:
 
 
 def metric_columns(problem: GenomeProblem, archive: bool = False) -> list[str]:
-    cols = ["generation", "evaluations", "nan_count", "evals_per_s", "wall_s"]
+    cols = ["generation", "evaluations", "nan_count", *rundir.TIMING_COLUMNS]
     cols += ["fitness_best", "fitness_mean", "best_so_far"]
     if archive:
         cols += ["archive_size"]

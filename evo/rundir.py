@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 CONFIG = "config.toml"
 METRICS = "metrics.csv"
+# Its columns that time a generation, and so differ from run to run of the same config.
+TIMING_COLUMNS = ("evals_per_s", "wall_s")
 BEST = "best.genome"
 CENTER = "center.genome"
 PARETO = "pareto"

@@ -10,6 +10,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from evo.rundir import TIMING_COLUMNS
+
 # A run of seconds: digits through a 16-unit hidden layer, a population of 8.
 TINY: dict[str, Any] = {
     "seed": 0,
@@ -49,5 +51,5 @@ def assert_one_line_error(res: Any, *words: str) -> None:
 def run_metrics(run_dir: Path) -> list[list[str]]:
     """A run's metrics.csv rows without the timing columns, which differ from run to run."""
     header, *rows = (Path(run_dir) / "metrics.csv").read_text().splitlines()
-    keep = [i for i, c in enumerate(header.split(",")) if c not in ("evals_per_s", "wall_s")]
+    keep = [i for i, c in enumerate(header.split(",")) if c not in TIMING_COLUMNS]
     return [[row.split(",")[i] for i in keep] for row in rows]

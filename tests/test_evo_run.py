@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from conftest import TINY, changed
+from conftest import TINY, changed, run_metrics
 from typer.testing import CliRunner
 
 from evo import build, config
@@ -62,10 +62,7 @@ def test_same_seed_same_run_whatever_the_global_rng_and_another_seed_differs(tmp
     assert torch.equal(a.best_genome, b.best_genome) and a.best_fitness == b.best_fitness
     assert not torch.equal(a.best_genome, c.best_genome)
 
-    def strip(rs):
-        return [{k: v for k, v in r.items() if k not in ("evals_per_s", "wall_s")} for r in rs]
-
-    assert strip(rows(a.run_dir)) == strip(rows(b.run_dir))
+    assert run_metrics(a.run_dir) == run_metrics(b.run_dir)
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
