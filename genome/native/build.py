@@ -118,14 +118,17 @@ def _shares_torch_openmp(lib: ctypes.CDLL) -> bool:
         torch.set_num_threads(threads)
 
 
-def _load(compiler: str, flags: list[str], defines: list[str], stem: str) -> ctypes.CDLL | str:
-    """The library built with these flags (from the cache, or compiled into it), or why not."""
-    parts = [SOURCE.read_bytes(), _compiler_id(compiler).encode()]
+def _load(
+    compiler: str, flags: list[str], defines: list[str], stem: str, source: Path = SOURCE
+) -> ctypes.CDLL | str:
+    """The library built from `source` with these flags (from the cache, or compiled into it),
+    or why not."""
+    parts = [source.read_bytes(), _compiler_id(compiler).encode()]
     key = hashlib.sha256(b"\0".join([*parts, *(s.encode() for s in [*flags, *defines])]))
     path = cache_dir() / "kernels" / f"{stem}-{key.hexdigest()[:16]}.so"
     for attempt in range(2):
         if attempt or not path.exists():
-            error = _compile(compiler, [*flags, *defines], path)
+            error = _compile(compiler, [*flags, *defines], path, source)
             if error is not None:
                 return error
         try:
@@ -136,15 +139,15 @@ def _load(compiler: str, flags: list[str], defines: list[str], stem: str) -> cty
     raise AssertionError("unreachable")
 
 
-def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
-    """Compile the source to `path` atomically; the error text, or None on success."""
+def _compile(compiler: str, flags: list[str], path: Path, source: Path = SOURCE) -> str | None:
+    """Compile `source` to `path` atomically; the error text, or None on success."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".build-", suffix=".so")
         os.close(fd)
         proc = subprocess.run(
-            [compiler, *flags, str(SOURCE), "-o", tmp],
+            [compiler, *flags, str(source), "-o", tmp],
             capture_output=True,
             text=True,
             timeout=300,
@@ -158,3 +161,60 @@ def _compile(compiler: str, flags: list[str], path: Path) -> str | None:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+NOISE_SOURCE = Path(__file__).with_name("noise.cpp")
+# The Box-Muller transform of torch's CPU normal_, as torch's build rounds it:
+# the 8-lane AVX2 code of ATen's avx_mathfun.h with contraction as GCC
+# compiles it by default (fused where it can), the same without contraction,
+# or the C library's scalar functions.
+NOISE_VARIANTS = ("avx2", "avx2-separate", "scalar")
+MATHFUN = Path("ATen") / "native" / "cpu" / "avx_mathfun.h"
+
+
+def noise_variants() -> list[str]:
+    """The noise kernel's variants to try, likeliest first for this torch and CPU.
+
+    torch's x86 AVX-512 dispatch reuses its AVX2 kernel for normal_; at the
+    baseline instruction set (or ATEN_CPU_CAPABILITY=default) it is scalar.
+    """
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return list(NOISE_VARIANTS)
+    return ["scalar"]
+
+
+@functools.cache
+def build_noise_library(variant: str) -> ctypes.CDLL | str:
+    """The noise kernel's library of one variant (cached on disk and in memory), or why not."""
+    if variant not in NOISE_VARIANTS:
+        raise ValueError(f"unknown noise variant {variant!r}; valid: {', '.join(NOISE_VARIANTS)}")
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler {compiler!r} on PATH (set CXX, or {ENV}=torch)"
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC"]
+    if variant == "scalar":
+        flags.append("-ffp-contract=off")
+    else:
+        include = Path(torch.__file__).parent / "include"
+        mathfun = include / MATHFUN
+        if not mathfun.is_file():
+            return f"torch's headers have no {MATHFUN}"
+        digest = hashlib.sha256(mathfun.read_bytes()).hexdigest()[:16]
+        contract = "fast" if variant == "avx2" else "off"
+        flags += ["-mavx2", "-mfma", f"-ffp-contract={contract}", f"-I{include}"]
+        flags += ["-DTORCH_AVX2", "-DCPU_CAPABILITY_AVX2", f"-DINNATE_MATHFUN={digest}"]
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    error = ""
+    for flag_set in [[*flags, "-fopenmp"], flags] if openmp else [flags]:
+        lib = _load(compiler, flag_set, [], f"noise-{variant}", NOISE_SOURCE)
+        if not isinstance(lib, str):
+            break
+        error = lib
+    else:
+        return error
+    i32, i64, ptr = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+    for name in ("innate_normal_float", "innate_normal_double"):
+        getattr(lib, name).argtypes = [i32, ptr, i64, ptr, i64, ptr, ptr, i64]
+        getattr(lib, name).restype = i32
+    lib.openmp = bool(lib.innate_openmp()) and _shares_torch_openmp(lib)
+    return lib
