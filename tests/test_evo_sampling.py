@@ -18,6 +18,7 @@ from evo.driver import new_run
 from evo.problem import EVAL_CHUNK
 from evo.search import sampling
 from evo.search.sampling import FASTER, NoiseAhead
+from genome.native import noise as native_noise
 
 SEED = 1234
 
@@ -128,7 +129,7 @@ def test_a_draw_that_no_core_started_is_cancelled_and_drawn_in_the_step():
 
 def test_a_draw_that_failed_leaves_the_step_its_own(monkeypatch):
     ahead = NoiseAhead(lambda generation: SEED + generation)
-    monkeypatch.setattr(torch.Tensor, "normal_", lambda self, **kw: 1 / 0)
+    monkeypatch.setattr(sampling, "_standard_normal", lambda *args: 1 / 0)
     ahead.draw(1, torch.empty(8, 16), symmetric=False)
     ahead._pending.done.exception()
     monkeypatch.undo()
@@ -152,6 +153,25 @@ def test_snes_gradients_equal_evotorchs(shape, ranking):
         assert torch.equal(got[k], want[k]), k
 
 
+def test_snes_gradient_buffers_pass_from_update_to_update_and_follow_the_size():
+    g = torch.Generator().manual_seed(0)
+    dist = _distribution(ExpSeparableGaussian, 50, g)
+    fast = FASTER[ExpSeparableGaussian](dict(dist.parameters))
+    buffers = None
+    for popsize in (8, 8, 12, 8):
+        samples = dist.mu + dist.sigma * torch.randn(popsize, 50, generator=g)
+        weights = torch.randn(popsize, generator=g)
+        want = dist._compute_gradients(samples, weights, "nes")
+        got = fast._compute_gradients(samples, weights, "nes")
+        assert all(torch.equal(got[k], want[k]) for k in ("mu", "sigma"))
+        assert buffers is None or fast._gradient_buffers is buffers
+        buffers = fast._gradient_buffers
+        assert [key[0] for key in buffers] == [(popsize, 50)]  # one size at a time
+        step = torch.full_like(dist.mu, 0.01)
+        dist, fast = dist.modified_copy(mu=dist.mu + step), fast.modified_copy(mu=fast.mu + step)
+        assert type(fast) is FASTER[ExpSeparableGaussian]
+
+
 def _evotorchs_own_path(monkeypatch) -> None:
     """EvoTorch's distributions, and every objective scored chunk by chunk."""
     from evo.objectives.base import Objective
@@ -167,13 +187,14 @@ def _evotorchs_own_path(monkeypatch) -> None:
             monkeypatch.setattr(cls, "outputs", Objective.outputs)
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["drawn-ahead", "drawn-in-the-step"])
 @pytest.mark.parametrize("name", ["snes", "cem", "pgpe"])
-def test_a_run_is_the_run_evotorchs_own_path_gives(tmp_path, monkeypatch, name):
+def test_a_run_is_the_run_evotorchs_own_path_gives(tmp_path, monkeypatch, name, ahead):
     # Population 24: two chunks, the second padded, so outputs are gathered.
     raw = changed(TINY, generations=4, algorithm__name=name, algorithm__population_size=24)
     cfg = _resolved(raw)
-    taken = []
-    take, draw = NoiseAhead.take, NoiseAhead.draw
+    taken, native = [], []
+    take, draw, native_normal = NoiseAhead.take, NoiseAhead.draw, native_noise.normal_
 
     def counted(self, *args):
         got = take(self, *args)
@@ -185,11 +206,28 @@ def test_a_run_is_the_run_evotorchs_own_path_gives(tmp_path, monkeypatch, name):
         if self._pending is not None:
             self._pending.done.result()
 
+    def native_counted(out, generator, threads=None, **kwargs):
+        drawn = native_normal(out, generator, threads, **kwargs)
+        native.append((threads, drawn))
+        return drawn
+
     with monkeypatch.context() as m:
         m.setattr(NoiseAhead, "take", counted)
         m.setattr(NoiseAhead, "draw", finished)
+        m.setattr(native_noise, "normal_", native_counted)
+        m.setattr(sampling, "spare_core", lambda: ahead)
         faster = new_run(cfg, tmp_path / "faster", progress=False)
-    assert taken == [False, True, True, True]
+    # Every sample but the first is drawn ahead (one thread) where a core is free;
+    # the rest are drawn by the native kernel in the step, except PGPE's
+    # antithetic half-population (its even rows: no contiguous block for the kernel).
+    assert taken == ([False, True, True, True] if ahead else [False] * 4)
+    in_step = [drawn for threads, drawn in native if threads is None]
+    assert in_step == ([] if name == "pgpe" else [True] * (1 if ahead else 4))
+    background = [drawn for threads, drawn in native if threads == 1]
+    if ahead:
+        assert background == [name != "pgpe"] * 4
+    else:
+        assert background == []
     _evotorchs_own_path(monkeypatch)
     own = new_run(cfg, tmp_path / "own", progress=False)
     assert run_metrics(faster.run_dir) == run_metrics(own.run_dir)

@@ -40,6 +40,8 @@ from evotorch.distributions import (
     SymmetricSeparableGaussian,
 )
 
+from genome.native import noise as native_noise
+
 # Noise for populations larger than this is drawn in the step, as EvoTorch does:
 # drawing ahead keeps a second buffer of the population's size.
 MAX_AHEAD_BYTES = 256 * 2**20
@@ -89,7 +91,7 @@ class NoiseAhead:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="innate-noise")
             _LIVE.add(self)
-        done = self._pool.submit(target.normal_, generator=generator)
+        done = self._pool.submit(_standard_normal, target, generator, 1)
         self._pending = _Pending(start, generator, self._buffer, symmetric, done)
 
     def take(
@@ -162,21 +164,38 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads)
 
 
+def _standard_normal(out: torch.Tensor, generator: torch.Generator, threads: int | None) -> None:
+    """`out.normal_(generator=generator)`, with the native kernel where it applies."""
+    if not native_noise.normal_(out, generator, threads):
+        out.normal_(generator=generator)
+
+
 class _DrawsAhead:
-    """The sampling of a separable Gaussian with the noise drawn ahead (`NoiseAhead`)."""
+    """The sampling of a separable Gaussian: the noise drawn ahead (`NoiseAhead`) or natively."""
 
     SYMMETRIC = False
 
     def _fill(self, out: torch.Tensor, *, generator: Any = None) -> None:
         ahead = getattr(generator, "noise_ahead", None)
-        if ahead is None:
-            return super()._fill(out, generator=generator)
-        noise = ahead.take(out, generator.generator, self.SYMMETRIC)
-        if noise is None:
-            super()._fill(out, generator=generator)
+        taken = None if ahead is None else ahead.take(out, generator.generator, self.SYMMETRIC)
+        # EvoTorch draws from a torch generator, or from the `generator` of what it is given.
+        source = getattr(generator, "generator", generator)
+        if taken is not None:
+            self._finish(out, taken)
+        elif (
+            not self.SYMMETRIC and isinstance(source, torch.Generator) and self._native(out, source)
+        ):
+            pass
         else:
-            self._finish(out, noise)
-        ahead.draw(generator.generation + 1, out, self.SYMMETRIC)
+            super()._fill(out, generator=generator)
+        if ahead is not None:
+            ahead.draw(generator.generation + 1, out, self.SYMMETRIC)
+
+    def _native(self, out: torch.Tensor, generator: torch.Generator) -> bool:
+        """make_gaussian's draw, scaling and shift in the native kernel, if it applies."""
+        stdev = torch.as_tensor(self.sigma, dtype=out.dtype, device=out.device)
+        center = torch.as_tensor(self.mu, dtype=out.dtype, device=out.device)
+        return native_noise.normal_(out, generator, scale=stdev, shift=center)
 
     def _finish(self, out: torch.Tensor, noise: torch.Tensor) -> None:
         # evotorch.tools.make_gaussian after its `normal_`: the same operations in the same order.
@@ -203,7 +222,7 @@ class FastSymmetricSeparableGaussian(_DrawsAhead, SymmetricSeparableGaussian):
 
 
 class FastExpSeparableGaussian(_DrawsAhead, ExpSeparableGaussian):
-    """SNES's distribution; its gradient in reused buffers."""
+    """SNES's distribution; its gradient in two buffers kept from generation to generation."""
 
     def _compute_gradients(
         self, samples: torch.Tensor, weights: torch.Tensor, ranking_used: str | None
@@ -212,19 +231,48 @@ class FastExpSeparableGaussian(_DrawsAhead, ExpSeparableGaussian):
             return super()._compute_gradients(samples, weights, ranking_used)
         if ranking_used != "nes":
             weights = weights / torch.sum(torch.abs(weights))
-        return _snes_gradients(samples, weights, self.mu, self.sigma)
+        return _snes_gradients(samples, weights, self.mu, self.sigma, self._buffers())
+
+    def _buffers(self) -> dict:
+        if "_gradient_buffers" not in self.__dict__:
+            self._gradient_buffers = {}
+        return self._gradient_buffers
+
+    def modified_copy(self, **kwargs: Any) -> ExpSeparableGaussian:
+        # Every update makes a new distribution: it inherits the buffers (never saved:
+        # a checkpoint holds the distribution's parameters only).
+        new = super().modified_copy(**kwargs)
+        new._gradient_buffers = self._buffers()
+        return new
 
 
 def _snes_gradients(
-    samples: torch.Tensor, weights: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor
+    samples: torch.Tensor,
+    weights: torch.Tensor,
+    mu: torch.Tensor,
+    sigma: torch.Tensor,
+    buffers: dict | None = None,
 ) -> dict[str, torch.Tensor]:
     """EvoTorch's `ExpSeparableGaussian._compute_gradients`, its every rounding kept.
 
     EvoTorch computes sum_i w_i * (x_i - mu) and sum_i w_i * (((x_i - mu) / sigma)^2 - 1),
-    each product row by row and then summed over rows; here in two buffers.
+    each product row by row and then summed over rows; here in two buffers of
+    the population's size, taken from `buffers` (and kept there) where given:
+    fresh ones would cost a population's worth of page faults every generation.
     """
-    noise = torch.sub(samples, mu)
-    weighted = torch.mul(noise, weights[:, None])
+    shape = torch.broadcast_shapes(samples.shape, mu.shape)
+    noise_type = torch.promote_types(samples.dtype, mu.dtype)
+    dtypes = (noise_type, torch.promote_types(noise_type, weights.dtype))
+    key = (shape, dtypes, samples.device)
+    pair = None if buffers is None else buffers.get(key)
+    if pair is None:
+        pair = tuple(torch.empty(shape, dtype=t, device=samples.device) for t in dtypes)
+        if buffers is not None:
+            buffers.clear()  # one population size at a time
+            buffers[key] = pair
+    noise, weighted = pair
+    torch.sub(samples, mu, out=noise)
+    torch.mul(noise, weights[:, None], out=weighted)
     mu_grad = torch.sum(weighted, 0)
     noise.div_(sigma)
     noise.mul_(noise)  # the rounding of `** 2`
