@@ -29,6 +29,37 @@ def test_roc_auc_matches_a_loop_with_ties():
     assert torch.allclose(got, torch.tensor(want, dtype=torch.float64))
 
 
+def _auc_pairwise(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Every (positive, negative) pair compared: the counts, and so the bits, roc_auc must give."""
+    pos, neg = scores[:, labels.bool(), None], scores[:, None, ~labels.bool()]
+    twice = (2 * (pos > neg).sum((1, 2)) + (pos == neg).sum((1, 2))).to(torch.float64)
+    auc = twice / 2 / (pos.shape[1] * neg.shape[2])
+    return torch.where(torch.isfinite(scores).all(dim=1), auc, torch.full_like(auc, float("nan")))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(64, 200), (7, 999), (3, 2), (1, 5), (33, 64)])
+def test_roc_auc_counts_exactly_on_every_path(dtype, shape):
+    # float32 on the CPU sorts integer keys (NumPy); float64 takes torch's sort and
+    # searchsorted: both must give the pairwise counts' bits, ties, -0 = +0 and
+    # non-finite rows included, for strided scores too.
+    g = torch.Generator().manual_seed(shape[1])
+    p, b = shape
+    labels = torch.randperm(b, generator=g) % 2
+    labels[0], labels[-1] = 0, 1
+    scores = torch.randn(p, b, generator=g, dtype=dtype)
+    scores[0, : b // 2] = 0.25  # a tie of many, across the classes
+    scores[-1] = scores[-1].round()
+    scores[0, 0], scores[-1, -1] = -0.0, 0.0
+    if p > 3:
+        scores[1, 1], scores[2, 0], scores[3, 0] = float("nan"), float("inf"), -float("inf")
+    for view in (scores, torch.cat([scores, scores], dim=1)[:, ::2]):
+        got = roc_auc(view, labels)
+        want = _auc_pairwise(view, labels)
+        assert torch.equal(got.nan_to_num(-1.0), want.nan_to_num(-1.0))
+        assert got.dtype == torch.float64 and got.isnan().sum() == want.isnan().sum()
+
+
 def test_roc_auc_nan_for_nonfinite_rows_and_single_class():
     labels = torch.tensor([0, 1, 0, 1])
     scores = torch.tensor([[0.1, 0.9, 0.2, 0.8], [float("nan"), 1.0, 0.0, 1.0]])

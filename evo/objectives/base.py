@@ -8,7 +8,10 @@ generator from (seed, generation), so fitness is a pure function of (genome,
 generation, seed).
 
 ROC-AUC is the rank statistic of Mann and Whitney (ties count one half),
-computed for the whole population at once with `searchsorted`.
+computed for the whole population at once from whole-number counts, so any
+exact way of counting gives the same bits: on the CPU at float32 by sorting
+integer keys with NumPy (its vectorised sort is ~10x torch's on short rows),
+elsewhere with torch's `sort` and `searchsorted`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from genome.phenotype import Phenotype
@@ -36,14 +40,43 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if n_pos == 0 or n_neg == 0:
         return torch.full((p,), float("nan"), dtype=torch.float64, device=scores.device)
     s = scores.detach()
-    # Comparisons are exact in the scores' own type; only the counts need float64.
-    negatives = s[:, ~labels].sort(dim=1).values
-    positives = s[:, labels].contiguous()
-    below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
-    up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
-    wins = (below + up_to).sum(dim=1).to(torch.float64) / 2
-    auc = wins / (n_pos * n_neg)
+    if s.dtype == torch.float32 and s.device.type == "cpu" and labels.device.type == "cpu":
+        twice = _twice_the_wins_by_sorting(s, labels)
+    else:
+        # Comparisons are exact in the scores' own type; only the counts need float64.
+        negatives = s[:, ~labels].sort(dim=1).values
+        positives = s[:, labels].contiguous()
+        below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
+        up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
+        twice = (below + up_to).sum(dim=1).to(torch.float64)
+    auc = twice / 2 / (n_pos * n_neg)
     return torch.where(torch.isfinite(s).all(dim=1), auc, torch.full_like(auc, float("nan")))
+
+
+def _twice_the_wins_by_sorting(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row of float32 scores [P, B]: the sum over positives of (negatives below it) + (negatives
+    at or below it), as float64 (a whole number, exact).
+
+    Each score becomes an integer key in the floats' order (-0 and +0 one key)
+    with its label in the lowest bit, so that among equal scores the negatives
+    sort first; then a positive at place k has k - (positives before it)
+    negatives at or below it. With the bit flipped, the positives sort first
+    and the same sum counts the negatives strictly below. Rows with NaN get some
+    count; the caller gives them NaN.
+    """
+    lab = labels.numpy()
+    n_pos = int(lab.sum())
+    bits = (scores.numpy() + np.float32(0)).view(np.int32)  # + 0: -0 becomes +0
+    # Flip the sign bit of positive floats and every bit of negative ones: unsigned order.
+    ordered = (bits ^ ((bits >> 31) | np.int32(-(2**31)))).view(np.uint32)
+    key = ordered.astype(np.uint64) << np.uint64(1)
+    bit = lab.astype(np.uint64)
+    places = np.arange(lab.size, dtype=np.float64)
+    negatives_first = np.sort(key | bit, axis=1) & np.uint64(1)  # 1: a positive
+    positives_first = np.sort(key | (np.uint64(1) - bit), axis=1) & np.uint64(1)  # 0: a positive
+    twice = negatives_first.astype(np.float64) @ places
+    twice += (1.0 - positives_first.astype(np.float64)) @ places
+    return torch.from_numpy(twice - n_pos * (n_pos - 1))
 
 
 class Objective(ABC):
