@@ -182,6 +182,54 @@ def test_at_torchs_baseline_instruction_set_the_scalar_variant_is_chosen(tmp_pat
     assert "scalar ok" in out.stdout
 
 
+def test_a_thread_that_stalls_while_the_others_claim_every_chunk_does_not_hang(tmp_path):
+    # The drawing thread, held up just before it claims a chunk (as the OS may
+    # deschedule it) while the other thread claims the rest, must still draw
+    # every chunk: the other thread waits for each one it claimed.
+    script = textwrap.dedent(
+        """
+        import torch
+        from genome.native import build, noise
+        variant = build.noise_variants()[0]
+        lib = build.build_noise_library(variant, ("-DINNATE_NOISE_STALL_US=20000",))
+        assert not isinstance(lib, str), lib
+        if not lib.openmp:
+            print("no shared OpenMP")
+            raise SystemExit(0)
+        for n in (16 * 4096, 16 * 4096 + 5, 9 * 4096):
+            a, b = torch.Generator().manual_seed(n), torch.Generator().manual_seed(n)
+            out = torch.empty(n)
+            assert noise._draw(lib, out, a, 2)
+            assert torch.equal(out, torch.empty(n).normal_(generator=b))
+            assert torch.equal(a.get_state(), b.get_state())
+        print("drawn")
+        """
+    )
+    env = {**os.environ, "INNATE_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "2"}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the draw hung")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "drawn" in out.stdout or "no shared OpenMP" in out.stdout
+
+
+def test_states_torch_cannot_reach_are_declined():
+    # next + left is N + 1 after a twist; a state set by hand otherwise would
+    # read past the twister's words (torch's own draw does).
+    g = torch.Generator().manual_seed(0)
+    torch.empty(100).uniform_(generator=g)
+    state = g.get_state()
+    state[8:12] = torch.tensor([600], dtype=torch.int32).view(torch.uint8)  # left
+    state[16:24] = torch.tensor([600], dtype=torch.int64).view(torch.uint8)  # next
+    g.set_state(state)
+    out = torch.zeros(64)
+    assert not noise.normal_(out, g)
+    assert torch.equal(g.get_state(), state) and not out.any()
+
+
 def test_a_missing_compiler_falls_back_or_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path))

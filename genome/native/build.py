@@ -184,8 +184,11 @@ def noise_variants() -> list[str]:
 
 
 @functools.cache
-def build_noise_library(variant: str) -> ctypes.CDLL | str:
-    """The noise kernel's library of one variant (cached on disk and in memory), or why not."""
+def build_noise_library(variant: str, defines: tuple[str, ...] = ()) -> ctypes.CDLL | str:
+    """The noise kernel's library of one variant (cached on disk and in memory), or why not.
+
+    `defines` are extra -D flags (tests build a variant that stalls on purpose).
+    """
     if variant not in NOISE_VARIANTS:
         raise ValueError(f"unknown noise variant {variant!r}; valid: {', '.join(NOISE_VARIANTS)}")
     compiler = os.environ.get("CXX", "g++")
@@ -206,7 +209,7 @@ def build_noise_library(variant: str) -> ctypes.CDLL | str:
     openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
     error = ""
     for flag_set in [[*flags, "-fopenmp"], flags] if openmp else [flags]:
-        lib = _load(compiler, flag_set, [], f"noise-{variant}", NOISE_SOURCE)
+        lib = _load(compiler, flag_set, list(defines), f"noise-{variant}", NOISE_SOURCE)
         if not isinstance(lib, str):
             break
         error = lib

@@ -33,6 +33,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#ifdef INNATE_NOISE_STALL_US
+#include <unistd.h>
+#endif
 
 namespace {
 
@@ -52,6 +55,8 @@ bool load(const uint8_t* state, Twister& t) {
     std::memcpy(&seeded, state + 12, 4);
     std::memcpy(&next, state + 16, 8);
     if (!seeded || left < 1 || left > N || next > static_cast<uint64_t>(N)) return false;
+    // What torch's engine reaches: a twist due (left 1), or next + left = N + 1 after one.
+    if (left != 1 && next + left != static_cast<uint64_t>(N) + 1) return false;
     for (int i = 0; i < N; i++) {
         uint64_t w;
         std::memcpy(&w, state + 24 + 8 * i, 8);
@@ -174,6 +179,15 @@ inline void box_muller16(double* data) {
     }
 }
 
+// A spinning wait's step: lets a sibling hardware thread run.
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 // Elements a chunk: the uniforms of a chunk are drawn, then transformed while
 // they are still in cache.
 constexpr int64_t CHUNK = 4096;
@@ -263,26 +277,36 @@ void draw(Twister& t, T* data, int64_t n, int threads, const Affine<T>& affine) 
             if (omp_get_thread_num() == 0) {
                 for (;;) {
                     const int64_t d = drawn.load(std::memory_order_relaxed);
-                    if (d < chunks && d - claimed.load(std::memory_order_relaxed) < AHEAD) {
+                    bool draw_next = d < chunks && d - claimed.load(std::memory_order_relaxed) < AHEAD;
+#ifdef INNATE_NOISE_STALL_US
+                    // Tests only: before the last chunk, claim late, as if `claimed` had been
+                    // read just before this thread was descheduled for a while.
+                    if (d == chunks - 1) {
+                        usleep(INNATE_NOISE_STALL_US);
+                        draw_next = false;
+                    }
+#endif
+                    if (draw_next) {
                         uniforms_of(d);
                         drawn.store(d + 1, std::memory_order_release);
                         continue;
                     }
                     const int64_t c = claimed.fetch_add(1, std::memory_order_relaxed);
-                    if (c >= chunks) break;
-                    // Other threads may have claimed chunks not drawn yet since d was read.
-                    for (int64_t e = drawn.load(std::memory_order_relaxed); e <= c; e++) {
+                    // The other threads may have claimed chunks not drawn yet since d was
+                    // read, the last ones included: draw up to this claim, or to the end.
+                    const int64_t upto = std::min(c + 1, chunks);
+                    for (int64_t e = drawn.load(std::memory_order_relaxed); e < upto; e++) {
                         uniforms_of(e);
                         drawn.store(e + 1, std::memory_order_release);
                     }
+                    if (c >= chunks) break;
                     transform_of(c);
                 }
             } else {
                 for (;;) {
                     const int64_t c = claimed.fetch_add(1, std::memory_order_relaxed);
                     if (c >= chunks) break;
-                    while (drawn.load(std::memory_order_acquire) <= c) {
-                    }
+                    while (drawn.load(std::memory_order_acquire) <= c) pause();
                     transform_of(c);
                 }
             }
