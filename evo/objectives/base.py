@@ -29,9 +29,10 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """ROC-AUC [P] of scores [P, B] against binary labels [B] (1 = positive).
 
     The Mann-Whitney statistic: the share of (positive, negative) pairs that
-    the score orders correctly, ties counting one half. Each row's negatives
-    are sorted once and every positive is located among them. Rows with a
-    non-finite score, or label sets without both classes, give NaN.
+    the score orders correctly, ties counting one half, from whole-number
+    counts (`twice_the_wins_by_sorting` for float32 on the CPU, else
+    `twice_the_wins_by_searching`: the same counts). Rows with a non-finite
+    score, or label sets without both classes, give NaN.
     """
     labels = labels.to(torch.bool)
     n_pos = int(labels.sum())
@@ -41,21 +42,29 @@ def roc_auc(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.full((p,), float("nan"), dtype=torch.float64, device=scores.device)
     s = scores.detach()
     if s.dtype == torch.float32 and s.device.type == "cpu" and labels.device.type == "cpu":
-        twice = _twice_the_wins_by_sorting(s, labels)
+        twice = twice_the_wins_by_sorting(s, labels)
     else:
-        # Comparisons are exact in the scores' own type; only the counts need float64.
-        negatives = s[:, ~labels].sort(dim=1).values
-        positives = s[:, labels].contiguous()
-        below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
-        up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
-        twice = (below + up_to).sum(dim=1).to(torch.float64)
+        twice = twice_the_wins_by_searching(s, labels)
     auc = twice / 2 / (n_pos * n_neg)
     return torch.where(torch.isfinite(s).all(dim=1), auc, torch.full_like(auc, float("nan")))
 
 
-def _twice_the_wins_by_sorting(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per row of float32 scores [P, B]: the sum over positives of (negatives below it) + (negatives
-    at or below it), as float64 (a whole number, exact).
+def twice_the_wins_by_searching(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per row of scores [P, B] against bool labels [B]: the sum over positives of (negatives below
+    it) + (negatives at or below it), as float64 (a whole number, exact).
+
+    Each row's negatives are sorted once and every positive is located among
+    them; the comparisons are exact in the scores' own type.
+    """
+    negatives = scores[:, ~labels].sort(dim=1).values
+    positives = scores[:, labels].contiguous()
+    below = torch.searchsorted(negatives, positives, right=False)  # negatives < the positive
+    up_to = torch.searchsorted(negatives, positives, right=True)  # negatives <= the positive
+    return (below + up_to).sum(dim=1).to(torch.float64)
+
+
+def twice_the_wins_by_sorting(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`twice_the_wins_by_searching` of float32 CPU scores, by sorting integer keys with NumPy.
 
     Each score becomes an integer key in the floats' order (-0 and +0 one key)
     with its label in the lowest bit, so that among equal scores the negatives
