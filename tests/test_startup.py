@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("evotorch", "ray", "matplotlib", "cma", "pandas")
+# sympy: torch imports it (about 35 MB) on the first call of some Python helpers,
+# torch.broadcast_shapes among them.
+HEAVY = ("evotorch", "ray", "matplotlib", "cma", "pandas", "sympy")
 
 
 def _loaded_after(script: str) -> dict[str, bool]:
@@ -62,3 +64,25 @@ def test_the_deferred_module_loads_on_first_use():
         "assert not isinstance(sys.modules['cma'], evo._Deferred)\n"
     )
     assert _loaded_after(script)["cma"]
+
+
+def test_an_evolution_run_leaves_sympy_unloaded(tmp_path):
+    # A direct genome: SNES's gradient goes through its buffers, the noise through the kernel.
+    raw = {
+        "seed": 0,
+        "generations": 3,
+        "batch_size": 32,
+        "workers": 0,
+        "task": {"objectives": ["faces"]},
+        "layout": {"hidden": [8]},
+        "decoder": {"name": "direct"},
+        "algorithm": {"name": "snes", "population_size": 16},
+    }
+    script = (
+        "from evo import config\n"
+        "from evo.driver import new_run\n"
+        f"cfg = config.resolve(config.validate({raw!r}, 'test'), 'test')\n"
+        f"new_run(cfg, {str(tmp_path)!r}, progress=False)\n"
+    )
+    loaded = _loaded_after(script)
+    assert loaded["evotorch"] and not loaded["sympy"]

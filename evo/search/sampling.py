@@ -260,19 +260,22 @@ def _snes_gradients(
     the population's size, taken from `buffers` (and kept there) where given:
     fresh ones would cost a population's worth of page faults every generation.
     """
-    shape = torch.broadcast_shapes(samples.shape, mu.shape)
-    noise_type = torch.promote_types(samples.dtype, mu.dtype)
-    dtypes = (noise_type, torch.promote_types(noise_type, weights.dtype))
-    key = (shape, dtypes, samples.device)
-    pair = None if buffers is None else buffers.get(key)
-    if pair is None:
-        pair = tuple(torch.empty(shape, dtype=t, device=samples.device) for t in dtypes)
-        if buffers is not None:
+    if buffers is None or mu.shape != samples.shape[1:]:
+        noise = torch.sub(samples, mu)
+        weighted = torch.mul(noise, weights[:, None])
+    else:
+        # (Not torch.broadcast_shapes: its first call imports sympy, 35 MB.)
+        noise_type = torch.promote_types(samples.dtype, mu.dtype)
+        dtypes = (noise_type, torch.promote_types(noise_type, weights.dtype))
+        key = (samples.shape, dtypes, samples.device)
+        if key not in buffers:
             buffers.clear()  # one population size at a time
-            buffers[key] = pair
-    noise, weighted = pair
-    torch.sub(samples, mu, out=noise)
-    torch.mul(noise, weights[:, None], out=weighted)
+            buffers[key] = tuple(
+                torch.empty(samples.shape, dtype=t, device=samples.device) for t in dtypes
+            )
+        noise, weighted = buffers[key]
+        torch.sub(samples, mu, out=noise)
+        torch.mul(noise, weights[:, None], out=weighted)
     mu_grad = torch.sum(weighted, 0)
     noise.div_(sigma)
     noise.mul_(noise)  # the rounding of `** 2`
