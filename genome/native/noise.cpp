@@ -139,7 +139,21 @@ void uniforms(Twister& t, double* out, int64_t n) {
 
 constexpr double PI = 3.14159265358979323846;
 
-// NormalFill16 with mean 0 and std 1, as torch compiles it.
+// NormalFill16 with mean 0 and std 1, as torch compiles it: its primary
+// template (doubles, and floats at the baseline instruction set), and its
+// specialisation for floats at AVX2.
+template <class T>
+inline void scalar_box_muller16(T* data) {
+    for (int j = 0; j < 8; j++) {
+        const T u1 = 1 - data[j];
+        const T u2 = data[j + 8];
+        const T radius = std::sqrt(-2 * std::log(u1));
+        const T theta = 2.0f * PI * u2;
+        data[j] = std::fma(radius * std::cos(theta), T(1), T(0));
+        data[j + 8] = std::fma(radius * std::sin(theta), T(1), T(0));
+    }
+}
+
 #ifdef TORCH_AVX2
 inline void box_muller16(float* data) {
     const __m256 mean = _mm256_set1_ps(0.0f), std_ = _mm256_set1_ps(1.0f);
@@ -156,28 +170,10 @@ inline void box_muller16(float* data) {
     _mm256_storeu_ps(data + 8, _mm256_fmadd_ps(n2, std_, mean));
 }
 #else
-inline void box_muller16(float* data) {
-    for (int j = 0; j < 8; j++) {
-        const float u1 = 1 - data[j];
-        const float u2 = data[j + 8];
-        const float radius = std::sqrt(-2 * std::log(u1));
-        const float theta = 2.0f * PI * u2;
-        data[j] = std::fma(radius * std::cos(theta), 1.0f, 0.0f);
-        data[j + 8] = std::fma(radius * std::sin(theta), 1.0f, 0.0f);
-    }
-}
+inline void box_muller16(float* data) { scalar_box_muller16(data); }
 #endif
 
-inline void box_muller16(double* data) {
-    for (int j = 0; j < 8; j++) {
-        const double u1 = 1 - data[j];
-        const double u2 = data[j + 8];
-        const double radius = std::sqrt(-2 * std::log(u1));
-        const double theta = 2.0f * PI * u2;
-        data[j] = std::fma(radius * std::cos(theta), 1.0, 0.0);
-        data[j + 8] = std::fma(radius * std::sin(theta), 1.0, 0.0);
-    }
-}
+inline void box_muller16(double* data) { scalar_box_muller16(data); }
 
 // A spinning wait's step: lets a sibling hardware thread run.
 inline void pause() {
