@@ -224,10 +224,8 @@ def test_a_run_is_the_run_evotorchs_own_path_gives(tmp_path, monkeypatch, name, 
     in_step = [drawn for threads, drawn in native if threads is None]
     assert in_step == ([] if name == "pgpe" else [True] * (1 if ahead else 4))
     background = [drawn for threads, drawn in native if threads == 1]
-    if ahead:
-        assert background == [name != "pgpe"] * 4
-    else:
-        assert background == []
+    # (PGPE's draws ahead go to torch without asking the kernel.)
+    assert background == ([True] * 4 if ahead and name != "pgpe" else [])
     _evotorchs_own_path(monkeypatch)
     own = new_run(cfg, tmp_path / "own", progress=False)
     assert run_metrics(faster.run_dir) == run_metrics(own.run_dir)
@@ -241,6 +239,29 @@ def test_the_searchers_sample_with_the_faster_distributions():
         assert type(engine.searcher._distribution).__name__.startswith(cls)
         assert isinstance(engine.problem.noise_ahead, NoiseAhead)
         engine.problem.close()
+
+
+def test_the_kernel_is_chosen_on_the_thread_that_draws_ahead_not_on_the_background(monkeypatch):
+    # Choosing it checks its OpenMP runtime by changing torch's thread count for a moment.
+    native_noise.reset()
+    chosen_on = []
+    library = native_noise._library
+
+    def recorded(dtype):
+        misses = library.cache_info().misses
+        got = library(dtype)
+        if library.cache_info().misses > misses:
+            chosen_on.append(threading.current_thread())
+        return got
+
+    with monkeypatch.context() as m:
+        m.setattr(native_noise, "_library", recorded)
+        ahead = NoiseAhead(lambda generation: generation)
+        ahead.draw(1, torch.empty(4, 100), symmetric=False)
+        assert ahead._pending.done.result() is None
+        ahead.close()
+    native_noise.reset()
+    assert chosen_on == [threading.main_thread()]
 
 
 def test_populations_too_large_to_double_are_drawn_in_the_step(monkeypatch):

@@ -91,7 +91,9 @@ class NoiseAhead:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="innate-noise")
             _LIVE.add(self)
-        done = self._pool.submit(_standard_normal, target, generator, 1)
+        # The kernel is built and checked here, on the caller's thread, if at all.
+        native = not symmetric and native_noise.available(like.dtype)
+        done = self._pool.submit(_standard_normal, target, generator, 1 if native else 0)
         self._pending = _Pending(start, generator, self._buffer, symmetric, done)
 
     def take(
@@ -164,9 +166,10 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads)
 
 
-def _standard_normal(out: torch.Tensor, generator: torch.Generator, threads: int | None) -> None:
-    """`out.normal_(generator=generator)`, with the native kernel where it applies."""
-    if not native_noise.normal_(out, generator, threads):
+def _standard_normal(out: torch.Tensor, generator: torch.Generator, threads: int) -> None:
+    """`out.normal_(generator=generator)`: with the native kernel on `threads` threads where it
+    applies, if `threads` is not 0."""
+    if not (threads and native_noise.normal_(out, generator, threads)):
         out.normal_(generator=generator)
 
 

@@ -77,6 +77,16 @@ def normal_(
     return lib is not None and _draw(lib, out, generator, threads, scale, shift)
 
 
+def available(dtype: torch.dtype) -> bool:
+    """Whether the kernel draws CPU tensors of `dtype` here (built and checked on first call).
+
+    Call it on the main thread before drawing on another: the first call
+    checks the library against torch, and the check of its OpenMP runtime
+    changes torch's thread count for a moment.
+    """
+    return dtype in _FUNCTIONS and mode() != "torch" and _library(dtype) is not None
+
+
 def _fits(out: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> bool:
     if scale is None and shift is None:
         return True
