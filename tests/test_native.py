@@ -150,7 +150,7 @@ def test_mode_comes_from_the_environment_and_bad_values_are_named(monkeypatch):
 def test_a_missing_compiler_falls_back_or_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", "no-such-compiler")
     monkeypatch.setenv("INNATE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(native, "_warned", False)
+    monkeypatch.setattr(native, "_warned", set())
     native_build.build_library.cache_clear()
     try:
         layout = Layout.build((5, 5), [4], 2)
@@ -180,7 +180,7 @@ def test_a_broken_cache_falls_back_and_a_corrupt_library_is_rebuilt(monkeypatch,
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("INNATE_CACHE_DIR", str(blocker / "cache"))
-    monkeypatch.setattr(native, "_warned", False)
+    monkeypatch.setattr(native, "_warned", set())
     native_build.build_library.cache_clear()
     try:
         with native.use("auto"), pytest.warns(RuntimeWarning, match="cannot build into"):

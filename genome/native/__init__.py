@@ -47,7 +47,8 @@ _GENERIC = (8, 8)
 # becomes ~zeros, while a genome of any scale standardises.
 REL_EPS = 1e-10
 _override: str | None = None
-_warned = False
+# The fallbacks already warned of, by kind ("decode", "noise").
+_warned: set[str] = set()
 
 
 class NativeUnavailable(RuntimeError):
@@ -98,7 +99,10 @@ def _library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | None:
     if isinstance(lib, str):
         if mode() == "native":
             raise NativeUnavailable(f"cannot build the native decode kernels: {lib}")
-        _warn_once(lib)
+        warn_once(
+            "decode",
+            f"innate: native decode kernels unavailable, using the slower torch path ({lib})",
+        )
         return None
     return lib
 
@@ -111,15 +115,11 @@ def _required(dtype: torch.dtype, widths: tuple[int, ...] = _GENERIC) -> ctypes.
     return lib
 
 
-def _warn_once(error: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(
-            f"innate: native decode kernels unavailable, using the slower torch path ({error})",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+def warn_once(kind: str, message: str) -> None:
+    """A RuntimeWarning, once a process for each kind of fall-back to torch."""
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 @functools.cache

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import warnings
 
 import torch
 
+import genome.native as native
 from genome.native import NativeUnavailable, build, mode
 from genome.native.build import build_noise_library, noise_variants
 
@@ -40,7 +40,6 @@ CHECK_SHAPES = ((1, 16), (1, 17), (7, 89), (8, 125), (13, 5041), (64, 2048))
 CHECK_SEEDS = (0, 2**40 + 3)
 # Elements below which a draw's transform stays on one thread.
 _MIN_PER_THREAD = 32_768
-_warned = False
 
 
 def normal_(
@@ -139,7 +138,10 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
     reason = "; ".join(errors)
     if not built and mode() == "native":
         raise NativeUnavailable(f"cannot build the native noise kernel: {reason}")
-    _warn_once(reason)
+    native.warn_once(
+        "noise",
+        f"innate: native noise kernel unavailable, sampling with torch's normal_ ({reason})",
+    )
     return None
 
 
@@ -169,20 +171,8 @@ def agrees(lib: ctypes.CDLL, dtype: torch.dtype) -> bool:
     return True
 
 
-def _warn_once(reason: str) -> None:
-    global _warned
-    if not _warned:
-        _warned = True
-        warnings.warn(
-            f"innate: native noise kernel unavailable, sampling with torch's normal_ ({reason})",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
-
 def reset() -> None:
-    """Forget the libraries chosen (tests that change the build or the cache)."""
-    global _warned
+    """Forget the libraries chosen, and the warning given (tests that change the build or cache)."""
     _library.cache_clear()
     build.build_noise_library.cache_clear()
-    _warned = False
+    native._warned.discard("noise")
