@@ -181,21 +181,20 @@ class _DrawsAhead:
     def _fill(self, out: torch.Tensor, *, generator: Any = None) -> None:
         ahead = getattr(generator, "noise_ahead", None)
         taken = None if ahead is None else ahead.take(out, generator.generator, self.SYMMETRIC)
-        # EvoTorch draws from a torch generator, or from the `generator` of what it is given.
-        source = getattr(generator, "generator", generator)
         if taken is not None:
             self._finish(out, taken)
-        elif (
-            not self.SYMMETRIC and isinstance(source, torch.Generator) and self._native(out, source)
-        ):
-            pass
-        else:
+        elif not self._native(out, getattr(generator, "generator", generator)):
             super()._fill(out, generator=generator)
         if ahead is not None:
             ahead.draw(generator.generation + 1, out, self.SYMMETRIC)
 
-    def _native(self, out: torch.Tensor, generator: torch.Generator) -> bool:
-        """make_gaussian's draw, scaling and shift in the native kernel, if it applies."""
+    def _native(self, out: torch.Tensor, generator: Any) -> bool:
+        """make_gaussian's draw, scaling and shift in the native kernel, if it applies.
+
+        `generator` is what EvoTorch draws from: a torch generator (a problem's own).
+        """
+        if self.SYMMETRIC or not isinstance(generator, torch.Generator):
+            return False  # torch draws the antithetic half-population's rows another way
         stdev = torch.as_tensor(self.sigma, dtype=out.dtype, device=out.device)
         center = torch.as_tensor(self.mu, dtype=out.dtype, device=out.device)
         return native_noise.normal_(out, generator, scale=stdev, shift=center)
