@@ -5,9 +5,11 @@ generation: `out.normal_(generator=g); out *= sigma; out += mu` on a
 population [P, D]. `genome.native.noise.normal_` draws the same bits (tests
 hold it to that) with its kernel, the scale and shift in the same pass. Each
 repeat times both, side by side in one process, on the same shapes: the faces
-body's direct genome (64 x 20,065), digits' (64 x 79,510) and a large
-population (1,024 x 20,065); and, at each of torch's thread counts from 1 to
-`--threads`, since the kernel splits its transform over torch's threads.
+body's direct genome (64 x 20,065), digits' (64 x 79,510), a large
+population (1,024 x 20,065) and the faces genome in float64 (whose transform
+torch, and so the kernel, does with the C library's scalar functions); and,
+at each of torch's thread counts from 1 to `--threads`, since the kernel
+splits its transform over torch's threads.
 
 ROC-AUC (`evo.objectives.roc_auc`) counts on the CPU at float32 by sorting
 integer keys with NumPy (`twice_the_wins_by_sorting`); torch's `sort` and
@@ -36,10 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evo.objectives import base as objectives_base
 from genome.native import noise
 
+# (what, P, D, dtype): genomes are float32 unless a run asks for float64.
 SHAPES = [
-    ("faces direct", 64, 20_065),
-    ("digits direct", 64, 79_510),
-    ("faces, P 1,024", 1024, 20_065),
+    ("faces direct", 64, 20_065, torch.float32),
+    ("digits direct", 64, 79_510, torch.float32),
+    ("faces, P 1,024", 1024, 20_065, torch.float32),
+    ("faces direct, float64", 64, 20_065, torch.float64),
 ]
 AUC_SHAPES = [(64, 200), (64, 1000)]
 
@@ -69,10 +73,11 @@ def sampling(repeats: int, threads: int) -> None:
     print(f"\nSampling [P, D] with sigma and mu (ms; best / median of {repeats}), torch threads:")
     print("| population | threads | torch normal_, *=, += | native | torch / native |")
     print("|---|---|---|---|---|")
-    for what, p, d in SHAPES:
+    for what, p, d, dtype in SHAPES:
         g = torch.Generator().manual_seed(0)
-        sigma, mu = torch.rand(d, generator=g) + 0.1, torch.randn(d, generator=g)
-        out = torch.empty(p, d)
+        sigma = torch.rand(d, generator=g, dtype=dtype) + 0.1
+        mu = torch.randn(d, generator=g, dtype=dtype)
+        out = torch.empty(p, d, dtype=dtype)
         for n in range(1, threads + 1):
             torch.set_num_threads(n)
             times: dict[str, list[float]] = {"torch": [], "native": []}

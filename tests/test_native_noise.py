@@ -196,7 +196,7 @@ def test_a_thread_that_stalls_while_the_others_claim_every_chunk_does_not_hang(t
         if not lib.openmp:
             print("no shared OpenMP")
             raise SystemExit(0)
-        for n in (16 * 4096, 16 * 4096 + 5, 9 * 4096):
+        for n in (16 * 4096, 16 * 4096 + 5, 24 * 4096 + 9):  # 2 threads: 32,768 a thread
             a, b = torch.Generator().manual_seed(n), torch.Generator().manual_seed(n)
             out = torch.empty(n)
             assert noise._draw(lib, out, a, 2)

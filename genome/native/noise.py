@@ -1,4 +1,4 @@
-"""Standard normal noise, bit for bit what torch's CPU `normal_` draws, 3 to 6 times faster.
+"""Standard normal noise, bit for bit what torch's CPU `normal_` draws, faster.
 
 Evolution strategies fill a population with standard normal noise every
 generation: for 64 genomes of 20,000 genes, 1.3 million numbers, a third of a
@@ -8,6 +8,9 @@ call to its Mersenne Twister per number and transforms on one thread.
 `noise.cpp` (the twister on its whole state at once, the Box-Muller transform
 on torch's threads) and leaves `generator` in the state torch's draw leaves
 it in, so a run that samples with it is the run that samples with torch.
+For float32, 3 to 6 times faster (bench/noise.py); for float64, whose
+transform is the C library's scalar functions in torch too, as fast on one
+thread and twice as fast on two.
 
 torch's transform rounds as its build does (8-lane AVX2 math where torch
 dispatches at AVX2 or AVX-512, the C library's scalar functions otherwise).
