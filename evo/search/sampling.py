@@ -93,7 +93,7 @@ class NoiseAhead:
             _LIVE.add(self)
         # The kernel is built and checked here, on the caller's thread, if at all.
         native = not symmetric and native_noise.available(like.dtype)
-        done = self._pool.submit(_standard_normal, target, generator, 1 if native else 0)
+        done = self._pool.submit(_standard_normal, target, generator, native)
         self._pending = _Pending(start, generator, self._buffer, symmetric, done)
 
     def take(
@@ -166,10 +166,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_threads)
 
 
-def _standard_normal(out: torch.Tensor, generator: torch.Generator, threads: int) -> None:
-    """`out.normal_(generator=generator)`: with the native kernel on `threads` threads where it
-    applies, if `threads` is not 0."""
-    if not (threads and native_noise.normal_(out, generator, threads)):
+def _standard_normal(out: torch.Tensor, generator: torch.Generator, native: bool) -> None:
+    """`out.normal_(generator=generator)`, with the native kernel on this one thread if `native`."""
+    if not (native and native_noise.normal_(out, generator, threads=1)):
         out.normal_(generator=generator)
 
 

@@ -31,7 +31,7 @@ import functools
 import torch
 
 import genome.native as native
-from genome.native import NativeUnavailable, build, mode
+from genome.native import build
 from genome.native.build import build_noise_library, noise_variants
 
 _FUNCTIONS = {torch.float32: "innate_normal_float", torch.float64: "innate_normal_double"}
@@ -72,7 +72,7 @@ def normal_(
         or not out.is_contiguous()
         or (out.requires_grad and torch.is_grad_enabled())
         or not _fits(out, scale, shift)
-        or mode() == "torch"
+        or native.mode() == "torch"
     ):
         return False
     lib = _library(out.dtype)
@@ -86,7 +86,7 @@ def available(dtype: torch.dtype) -> bool:
     checks the library against torch, and the check of its OpenMP runtime
     changes torch's thread count for a moment.
     """
-    return dtype in _FUNCTIONS and mode() != "torch" and _library(dtype) is not None
+    return dtype in _FUNCTIONS and native.mode() != "torch" and _library(dtype) is not None
 
 
 def _fits(out: torch.Tensor, scale: torch.Tensor | None, shift: torch.Tensor | None) -> bool:
@@ -139,8 +139,8 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
             return lib
         errors.append(f"{variant}: draws other numbers than torch's normal_")
     reason = "; ".join(errors)
-    if not built and mode() == "native":
-        raise NativeUnavailable(f"cannot build the native noise kernel: {reason}")
+    if not built and native.mode() == "native":
+        raise native.NativeUnavailable(f"cannot build the native noise kernel: {reason}")
     native.warn_once(
         "noise",
         f"innate: native noise kernel unavailable, sampling with torch's normal_ ({reason})",
