@@ -43,6 +43,7 @@ from evo.cluster import connect_ray, keep_ray_local
 from evo.evals import EvalColumns
 from evo.numerics import actor_env
 from evo.objectives import Objective
+from genome import native
 from genome.decoders.base import Decoder
 from genome.phenotype import Phenotype
 from tasks.seeds import seeded
@@ -113,6 +114,8 @@ class GenomeProblem(RayActors, Problem):
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
         self._workspaces: dict[tuple, Phenotype] = {}
+        # The kernel mode and bytes of the lone genome last decoded into a workspace.
+        self._decoded: dict[tuple, tuple[str, torch.Tensor]] = {}
         senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
         super().__init__(
             senses,
@@ -175,10 +178,10 @@ class GenomeProblem(RayActors, Problem):
 
     @property
     def _nonserialized_attribs(self) -> list[str]:
-        return ["_evaluated", "_data_cache", "_workspaces", "noise_ahead"]
+        return ["_evaluated", "_data_cache", "_workspaces", "_decoded", "noise_ahead"]
 
     def _use_pickle_data_from_main(self, state: dict) -> None:
-        self._evaluated, self._data_cache, self._workspaces = [], None, {}
+        self._evaluated, self._data_cache, self._workspaces, self._decoded = [], None, {}, {}
 
     # --- data and scoring -------------------------------------------------------
     def batch_size_at(self, generation: int) -> int | None:
@@ -248,7 +251,7 @@ class GenomeProblem(RayActors, Problem):
                 chunk[:n] = part
                 chunk[n:] = part[:1]
                 part = chunk
-            phenotype = self.decoder.decode(part, out=self._workspace(part))
+            phenotype = self._decode(part)
             for k, (obj, batch) in enumerate(zip(self.objectives, data, strict=True)):
                 out = obj.outputs(phenotype, batch)
                 if start == 0 and p > step and out is not None and out.is_contiguous():
@@ -272,6 +275,35 @@ class GenomeProblem(RayActors, Problem):
             result.update({f"{obj.name}_{m}": v for m, v in values.items()})
         return result
 
+    def _decode(self, part: torch.Tensor) -> Phenotype:
+        """The phenotype of a chunk, decoded into its workspace.
+
+        A lone genome whose bytes are those last decoded into the same
+        workspace is not decoded again: the reigning champion is scored again
+        on every generation's batch (evo/driver.py), and its phenotype stays
+        what it was.
+        """
+        out = self._workspace(part)
+        if out is None:
+            return self.decoder.decode(part)
+        key = (part.shape[0], part.dtype, part.device)
+        bits = part.detach().contiguous().view(torch.uint8) if part.shape[0] == 1 else None
+        # The kernel mode too: the native and torch paths differ in the last bits.
+        last = self._decoded.pop(key, None)
+        kernels = native.mode()
+        if (
+            bits is not None
+            and last is not None
+            and last[0] == kernels
+            and torch.equal(last[1], bits)
+        ):
+            self._decoded[key] = last
+            return out
+        phenotype = self.decoder.decode(part, out=out)
+        if bits is not None:
+            self._decoded[key] = (kernels, bits.clone())
+        return phenotype
+
     def _workspace(self, part: torch.Tensor) -> Phenotype | None:
         """Buffers for a chunk's phenotype, reused from chunk to chunk (None: allocate).
 
@@ -285,6 +317,7 @@ class GenomeProblem(RayActors, Problem):
         if key not in self._workspaces:
             if len(self._workspaces) >= 4:  # chunks, the champion's re-score, a loop of one
                 self._workspaces.clear()
+                self._decoded.clear()
             shapes = self.decoder.layout.layer_shapes()
             new = partial(torch.empty, dtype=part.dtype, device=part.device)
             self._workspaces[key] = Phenotype(

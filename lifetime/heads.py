@@ -119,7 +119,12 @@ def _first_layer(body: Phenotype, x: Tensor) -> Tensor:
 
 
 def _repeat(t: Tensor, e: int) -> Tensor:
-    """Individual tensor [P, ...] repeated for E episodes: [P * E, ...], p-major."""
+    """Individual tensor [P, ...] repeated for E episodes: [P * E, ...], p-major.
+
+    With one episode these are views of the phenotype's own tensors, which the
+    problem keeps to score a genome again (evo/problem.py): rules update copies,
+    never these in place.
+    """
     return t[:, None].expand(t.shape[0], e, *t.shape[1:]).reshape(-1, *t.shape[1:])
 
 

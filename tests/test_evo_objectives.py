@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from evo.objectives import OBJECTIVES, Digits, Faces, Wiring, make_objective, roc_auc
 from evo.problem import WORST, GenomeProblem
-from genome import Layout, make_decoder
+from genome import Layout, make_decoder, native
 from tasks.seeds import derive_seed
 
 
@@ -172,6 +172,54 @@ def test_fitness_is_a_pure_function_of_genome_generation_and_seed(shape):
     other = GenomeProblem(dec, [Any10(batch_size=32)], seed=1)
     assert not torch.equal(whole, fit(pop, 5, other))
     assert derive_seed(0, 1) != derive_seed(1, 0)
+
+
+def test_a_lone_genome_scored_again_is_decoded_once(monkeypatch):
+    # The driver scores the reigning champion again on every generation's batch:
+    # its phenotype is decoded once, and its scores are those of a fresh decode.
+    p = _problem()
+    pop = p.decoder.init(3, torch.Generator().manual_seed(0))
+    decoded = []
+    decode = p.decoder.decode
+
+    def counting(population, *args, **kwargs):
+        decoded.append(population.shape[0])
+        return decode(population, *args, **kwargs)
+
+    monkeypatch.setattr(p.decoder, "decode", counting)
+    champion = pop[0].clone()
+    champion[0] = 0.0
+    p.score(champion[None], 0, exact=False)
+    again = p.score(champion[None], 1, exact=False)
+    assert decoded == [1]
+    fresh = _problem().score(champion[None], 1, exact=False)
+    assert again.keys() == fresh.keys()
+    assert all(torch.equal(again[c], fresh[c]) for c in fresh)
+    # The same genes but for one zero's sign are another genome; only the last is kept.
+    flipped = champion.clone()
+    flipped[0] = -0.0
+    for genome in (flipped, champion, champion, flipped):
+        p.score(genome[None], 2, exact=False)
+    assert decoded == [1, 1, 1, 1]
+    # Chunks of a population are decoded every time.
+    p.score(pop, 2)
+    p.score(pop, 2)
+    assert decoded == [1, 1, 1, 1, 16, 16]
+
+    def same_as_fresh(generation):
+        got = p.score(flipped[None], generation, exact=False)
+        fresh = _problem().score(flipped[None], generation, exact=False)
+        return all(torch.equal(got[c], fresh[c]) for c in fresh)
+
+    assert same_as_fresh(3) and decoded[-1] == 16
+    # Another kernel mode decodes again (the paths differ in the last bits).
+    with native.use("torch"):
+        assert same_as_fresh(3) and decoded[-1] == 1
+    assert same_as_fresh(3) and len(decoded) == 8
+    # Workspaces of other sizes crowd the lone one out: it is decoded afresh.
+    for size in (2, 3, 5):
+        p.score(pop[:1].expand(size, -1), 3, exact=False)
+    assert same_as_fresh(4) and decoded[-4:] == [2, 3, 5, 1]
 
 
 def test_nonfinite_fitness_scores_worst_and_is_flagged():

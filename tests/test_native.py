@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -92,6 +95,159 @@ def test_native_projection_equals_torch_projection(code):
     assert got.shape == (3, 6, native.padded(n, torch.float64))
     expected = project(codes, weights) + bias[:, None]
     torch.testing.assert_close(got[:, :, :n].transpose(1, 2), expected, rtol=1e-13, atol=1e-13)
+
+
+def _standardized_in_order(row: np.ndarray, mult: float) -> np.ndarray:
+    """The kernels' standardisation of one row, one rounding at a time in NumPy scalars.
+
+    Sums run over 32 bytes of partial sums (8 floats, 4 doubles) in order,
+    combined in order; then (w - mean) * inv * mult, as pairs.cpp documents.
+    """
+    t = row.dtype.type
+    tiny, rel_eps = t(np.finfo(row.dtype).tiny), t(native.REL_EPS)
+    n, parts = len(row), 32 // row.itemsize
+    if n == 1:
+        v = row[0]
+        return np.array([v * (t(1) / np.sqrt(v * v + tiny)) * t(mult)], dtype=row.dtype)
+    whole = n // parts * parts
+    part = [t(0)] * parts
+    for i in range(n):
+        part[i % parts if i < whole else i - whole] += row[i]
+    s = t(0)
+    for x in part:
+        s += x
+    mean = s / t(n)
+    sq = [t(0)] * parts
+    for i in range(n):
+        d = row[i] - mean
+        sq[i % parts if i < whole else i - whole] += d * d
+    ss = t(0)
+    for x in sq:
+        ss += x
+    inv = t(1) / np.sqrt(ss / t(n) + (rel_eps * mean * mean + tiny))
+    return np.array([(w - mean) * inv * t(mult) for w in row], dtype=row.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 3, 8, 37, 145])
+def test_rows_standardised_together_keep_each_rows_own_bits(dtype, n):
+    # Rows are standardised in groups of four, their sums side by side; a row's
+    # bits must be those of the documented order, alone or in any group.
+    g = torch.Generator().manual_seed(n)
+    w = (torch.randn(2, 7, n, generator=g, dtype=dtype) * 3 + 1).contiguous()
+    w[1, 6] = 5.0  # a constant row
+    mult = torch.tensor([0.7, -1.3], dtype=dtype)
+    together = torch.empty_like(w)
+    native.standardize(w, mult, together)
+    for i in range(2):
+        for o in range(7):
+            alone = torch.empty(1, 1, n, dtype=dtype)
+            native.standardize(w[i, o][None, None].contiguous(), mult[i : i + 1], alone)
+            assert torch.equal(together[i, o], alone[0, 0]), (i, o)
+            expected = _standardized_in_order(w[i, o].numpy(), float(mult[i]))
+            assert np.array_equal(together[i, o].numpy(), expected), (i, o)
+
+
+def _gnet_genes(p, widths, d_pre, d_post, dtype, seed=0):
+    """Genomes [p, D] holding one layer's genes at known offsets, among other genes."""
+    h0, g = widths[0], torch.Generator().manual_seed(seed)
+    n_params = sum(widths[i] * widths[i - 1] + widths[i] for i in range(1, len(widths)))
+    sizes = [h0 * d_pre, h0 * d_post, h0, n_params + widths[-1]]
+    offsets, at = [], 3  # three other genes first
+    for size in sizes:
+        offsets.append(at)
+        at += size + 2  # and two between blocks
+    return torch.randn(p, at, generator=g, dtype=dtype), offsets, sizes
+
+
+@pytest.mark.parametrize("widths", [(4,), (8, 8), (3, 7, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("p", [1, 5])
+def test_a_gnet_layer_in_one_call_equals_projections_then_pairs(widths, dtype, p, monkeypatch):
+    layout = Layout.build((13, 11), [9], 3)
+    codes_pre, codes_post = (native.codes_layout(c.to(dtype)) for c in layout.codes("binary")[:2])
+    (d_pre, _), (d_post, _) = codes_pre.shape, codes_post.shape
+    genomes, offsets, sizes = _gnet_genes(p, widths, d_pre, d_post, dtype)
+    h0, n_post, n_pre = widths[0], 9, 143
+
+    def block(i):
+        return genomes[:, offsets[i] : offsets[i] + sizes[i]]
+
+    a = native.project(codes_pre, block(0).reshape(p, h0, d_pre))
+    b = native.project(codes_post, block(1).reshape(p, h0, d_post), block(2))
+    mult = torch.rand(p, dtype=dtype) + 0.5
+    threads = torch.get_num_threads()
+    # However little the work, two threads take part when asked for two.
+    monkeypatch.setattr(native, "_MIN_WORK_PER_THREAD", 1)
+    try:
+        for m in (None, mult):
+            expected = torch.empty(p, n_post, n_pre, dtype=dtype)
+            native.pairs_mlp(a, b, block(3).contiguous(), widths, expected, m)
+            # One thread and two; two on Python threads, as a library without OpenMP runs.
+            for n, openmp in ((1, True), (2, True), (2, False)):
+                torch.set_num_threads(n)
+                monkeypatch.setattr(native._required(dtype, widths), "openmp", openmp)
+                got = torch.full_like(expected, float("nan"))
+                native.gnet_layer(genomes, offsets, codes_pre, codes_post, widths, got, m)
+                assert torch.equal(got, expected), (m is None, n, openmp)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_gnet_layer_names_bad_inputs():
+    layout = Layout.build((13, 11), [9], 3)
+    codes_pre, codes_post = (native.codes_layout(c) for c in layout.codes("binary")[:2])
+    genomes, offsets, _ = _gnet_genes(
+        2, (4, 4), codes_pre.shape[0], codes_post.shape[0], torch.float32
+    )
+    out = torch.empty(2, 9, 143)
+    with pytest.raises(ValueError, match=r"offsets \[3, .*\] must place blocks of"):
+        native.gnet_layer(genomes[:, :-5].contiguous(), offsets, codes_pre, codes_post, (4, 4), out)
+    with pytest.raises(ValueError, match="genomes must be a contiguous CPU"):
+        native.gnet_layer(genomes.T.contiguous().T, offsets, codes_pre, codes_post, (4, 4), out)
+    with pytest.raises(
+        ValueError, match=r"codes_pre must be .* of shape \[4, 144\]; got .* \[4, 16\]"
+    ):
+        native.gnet_layer(genomes, offsets, codes_post, codes_pre, (4, 4), out)
+    with pytest.raises(ValueError, match=r"mult must be .* of shape \[2\]"):
+        native.gnet_layer(genomes, offsets, codes_pre, codes_post, (4, 4), out, torch.ones(3))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"hidden": [8, 8]},
+        {"hidden": [5, 3, 4], "code": "coords"},
+        {"hidden": [6], "standardize": False},
+    ],
+)
+@pytest.mark.parametrize("p", [1, 16, 21])
+def test_a_native_gnet_decode_equals_its_layers_decoded_step_by_step(settings, p):
+    # Reading each layer's genes straight from the genomes gives the bits of the
+    # projections, the pair kernel and the biases computed from the genome's blocks.
+    layout = Layout.build((13, 11), [9], 3)
+    dec = GNet(layout, **settings)
+    pop = dec.init(p, torch.Generator().manual_seed(p))
+    wide = torch.cat([pop, torch.ones(p, 3)], dim=1)[:, : pop.shape[1]]  # rows not contiguous
+    h = dec.settings["hidden"]
+    genes = dec.blocks().split(pop)
+    codes = [native.codes_layout(c) for c in layout.codes(dec.settings["code"])]
+    expected = []
+    for k, (n_post, n_pre) in enumerate(layout.layer_shapes()):
+        a = native.project(codes[k], genes[f"l{k}.pre"])
+        b = native.project(codes[k + 1], genes[f"l{k}.post"], genes[f"l{k}.b1"])
+        names = [genes[f"l{k}.{x}{j + 1}"].flatten(1) for j in range(1, len(h)) for x in "wb"]
+        params = torch.cat([*names, genes[f"l{k}.out"]], dim=1)
+        mult = dec.multiplier(n_pre, genes[f"l{k}.gain"]) if dec.standardize else None
+        w = torch.empty(p, n_post, n_pre)
+        native.pairs_mlp(a, b, params, h, w, mult)
+        expected.append(w if dec.standardize else w * math.sqrt(2.0 / n_pre))
+    biases = dec._biases(genes, layout)
+    with native.use("native"):
+        for population in (pop, wide):
+            got = dec.decode(population)
+            for x, y in zip(got.weights + got.biases, expected + biases, strict=True):
+                assert torch.equal(x, y)
 
 
 def test_bad_kernel_inputs_name_the_fault():

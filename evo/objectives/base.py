@@ -162,7 +162,12 @@ class Objective(ABC):
 
     @abstractmethod
     def evaluate(self, phenotype: Phenotype, batch: Any) -> dict[str, torch.Tensor]:
-        """{name: value [P], metric: [P], ...}; the value is differentiable."""
+        """{name: value [P], metric: [P], ...}; the value is differentiable.
+
+        It reads the phenotype and never changes it: a lifetime of learning
+        starts from copies (the problem keeps a genome's phenotype to score it
+        again, evo/problem.py).
+        """
 
     def outputs(self, phenotype: Phenotype, batch: Any) -> torch.Tensor | None:
         """What `score_outputs` scores the population on: the networks' outputs [P, ...]

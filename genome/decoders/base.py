@@ -169,9 +169,8 @@ class Decoder(ABC):
             biases = [torch.empty(p, o, device=dev, dtype=dt) for o, _ in layout.layer_shapes()]
         for start in range(0, p, chunk_size):
             stop = min(p, start + chunk_size)
-            genes = spec.split(population[start:stop])
             outs = [w[start:stop] for w in weights]
-            for k, b in enumerate(self._decode_into(genes, layout, outs)):
+            for k, b in enumerate(self._decode_chunk(population[start:stop], spec, layout, outs)):
                 biases[k][start:stop] = b
         return out if out is not None else Phenotype(weights, biases, layout)
 
@@ -191,6 +190,13 @@ class Decoder(ABC):
             )
         if any(t.requires_grad for t in tensors):
             raise ValueError("out must not require grad: decoding writes into it in place")
+
+    def _decode_chunk(
+        self, chunk: torch.Tensor, spec: GenomeBlocks, layout: Layout, outs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        """Write a chunk's scaled weights into outs; return its biases (`_decode_into` of its
+        blocks, unless a decoder reads the genomes more directly)."""
+        return self._decode_into(spec.split(chunk), layout, outs)
 
     def _decode_into(
         self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]

@@ -10,8 +10,9 @@ each neuron's code is projected once ([n, h]) and pairs are formed by a
 broadcast add. Pairs are processed in blocks of postsynaptic neurons so the
 [p, block, n_pre, h] intermediate stays small; on the CPU without autograd, the
 fused kernel of `genome.native` does the pairs, and the scaling, in registers
-instead. Biases are a linear function of the postsynaptic code (code_dim + 1
-genes per layer).
+instead, each layer in one call that reads its genes (projections included)
+straight from the genomes. Biases are a linear function of the postsynaptic
+code (code_dim + 1 genes per layer).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from genome import native
+from genome.blocks import GenomeBlocks
 from genome.decoders.base import Block, Decoder, check_code, check_widths
 from genome.decoders.pairs import PAIR_BLOCK, pairs_mlp, project
 from genome.layout import Layout
@@ -93,30 +95,57 @@ class GNet(Decoder):
             weights.append(pairs_mlp(a, b, layers, out))
         return weights, self._biases(genes, layout)
 
-    def _decode_into(
-        self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        if not native.applies(*genes.values(), widths=tuple(self.settings["hidden"])):
-            return super()._decode_into(genes, layout, outs)
-        # Fused: the projections, then the per-pair MLP and the scaling in one pass
-        # over each weight row.
-        h = self.settings["hidden"]
-        some = next(iter(genes.values()))
-        codes = self.cached(
-            ("native codes", layout, some.device, some.dtype),
-            lambda: [native.codes_layout(c) for c in self._codes(layout, some)],
+    def _native_codes(self, layout: Layout, like: torch.Tensor) -> list[torch.Tensor]:
+        return self.cached(
+            ("native codes", layout, like.device, like.dtype),
+            lambda: [native.codes_layout(c) for c in self._codes(layout, like)],
         )
+
+    def _gene_offsets(self, spec: GenomeBlocks, layout: Layout) -> list[tuple[int, int, int, int]]:
+        """Per layer, where `native.gnet_layer` reads its genes: pre, post, b1, and the MLP's
+        parameters, which `_blocks` lays out consecutively (w2, b2, ..., out)."""
+        n_hidden, at = len(self.settings["hidden"]), spec.offsets
+        first = "w2" if n_hidden > 1 else "out"
+        return self.cached(
+            ("gene offsets", layout),
+            lambda: [
+                tuple(at[f"l{k}.{name}"][0] for name in ("pre", "post", "b1", first))
+                for k in range(layout.n_layers)
+            ],
+        )
+
+    def _decode_chunk(
+        self, chunk: torch.Tensor, spec: GenomeBlocks, layout: Layout, outs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
+        h = self.settings["hidden"]
+        if not native.applies(chunk, widths=tuple(h)):
+            return super()._decode_chunk(chunk, spec, layout, outs)
+        offsets = self._gene_offsets(spec, layout)
+        # Each layer in one native call that reads the genomes; only the layer gains'
+        # multipliers and the biases are computed in torch, from views of the chunk
+        # as `_decode_into` takes them (the same bits).
+        codes = self._native_codes(layout, chunk)
+        genomes = chunk.contiguous()
+        p, at = chunk.shape[0], spec.offsets
+
+        def genes(name: str, *shape: int) -> torch.Tensor:
+            start, stop = at[name]
+            return chunk[:, start:stop].reshape(p, *shape)
+
         for k, out in enumerate(outs):
-            a = native.project(codes[k], genes[f"l{k}.pre"])
-            b = native.project(codes[k + 1], genes[f"l{k}.post"], genes[f"l{k}.b1"])
-            params = [genes[f"l{k}.{x}{j + 1}"].flatten(1) for j in range(1, len(h)) for x in "wb"]
-            params = torch.cat([*params, genes[f"l{k}.out"]], dim=1)
             fan_in = out.shape[2]
-            mult = self.multiplier(fan_in, genes[f"l{k}.gain"]) if self.standardize else None
-            native.pairs_mlp(a, b, params, h, out, mult)
+            mult = self.multiplier(fan_in, genes(f"l{k}.gain", 1)) if self.standardize else None
+            native.gnet_layer(genomes, offsets[k], codes[k], codes[k + 1], h, out, mult)
             if mult is None:
                 out.mul_(math.sqrt(2.0 / fan_in))
-        return self._biases(genes, layout)
+        d = self._dims(layout)
+        return self._biases(
+            {
+                **{f"l{k}.bias": genes(f"l{k}.bias", d[k + 1]) for k in range(layout.n_layers)},
+                **{f"l{k}.bias0": genes(f"l{k}.bias0", 1) for k in range(layout.n_layers)},
+            },
+            layout,
+        )
 
     def _projections(
         self, genes: dict[str, torch.Tensor], layout: Layout

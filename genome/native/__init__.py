@@ -6,7 +6,9 @@ writes every hidden layer of every neuron pair to memory, and runs each small
 uses (h = 5 to 30) that is memory- and overhead-bound. The kernel in
 `pairs.cpp` computes a tile of pairs with all hidden activations in vector
 registers, then standardises each finished row while it is still in cache and
-writes it once.
+writes it once. A g-network layer runs in one call (`gnet_layer`): the
+projections of the neuron codes, with weights read straight from the genomes,
+then the pairs.
 
 It is compiled on first use and cached (genome/native/build.py). Rows are
 split over `torch.get_num_threads()` threads: OpenMP's, where torch runs on
@@ -230,7 +232,7 @@ def project(
     _parallel_rows(
         lib,
         p * h,
-        lambda n, r0, r1: lib.innate_project(n, r0, r1, d, n_pad, *pointers),
+        lambda n, r0, r1: lib.innate_project(n, r0, r1, h, d, n_pad, *pointers),
         2 * d * n_pad,
     )
     return out
@@ -275,6 +277,87 @@ def pairs_mlp(
 
     per_pair = 2 * widths[0] + 2 * n_params + 2 * widths[-1]
     _parallel_rows(lib, p * n_post, call, per_pair * n_pre + 8 * n_pre)
+
+
+def gnet_layer(
+    genomes: torch.Tensor,
+    offsets: Sequence[int],
+    codes_pre: torch.Tensor,
+    codes_post: torch.Tensor,
+    widths: Sequence[int],
+    out: torch.Tensor,
+    mult: torch.Tensor | None = None,
+) -> None:
+    """One layer of a g-network decode, read straight from the genomes [p, D], into `out`.
+
+    offsets: where the layer's genes start in a genome: the presynaptic
+    projection [h0, d_pre], the postsynaptic one [h0, d_post], the first bias
+    [h0], and the per-pair MLP's `params` (as `pairs_mlp` reads them, here
+    consecutive genes). codes_pre [d_pre, n_pad(n_pre)] and codes_post are in
+    `codes_layout`. The weights are those of `project` then `pairs_mlp` on the
+    same genes, bit for bit, in one call instead of three and a copy. A
+    library without OpenMP runs its rows on Python threads, which cannot share
+    the projections: there it is those calls.
+    """
+    widths = tuple(int(w) for w in widths)
+    dtype = genomes.dtype
+    lib = _required(dtype, widths)
+    p, n_post, n_pre = out.shape
+    h0 = widths[0]
+    n_params = sum(widths[i] * widths[i - 1] + widths[i] for i in range(1, len(widths)))
+    n_params += widths[-1]
+    (d_pre, pad_pre), (d_post, pad_post) = codes_pre.shape, codes_post.shape
+    where = f"gnet_layer (widths {list(widths)})"
+    if genomes.ndim != 2:
+        raise ValueError(f"{where}: genomes must be [p, genes], got {list(genomes.shape)}")
+    genes = genomes.shape[1]
+    sizes = (h0 * d_pre, h0 * d_post, h0, n_params)
+    if len(offsets) != 4 or any(
+        not 0 <= o <= genes - n for o, n in zip(offsets, sizes, strict=True)
+    ):
+        raise ValueError(
+            f"{where}: offsets {list(offsets)} must place blocks of {list(sizes)} genes inside "
+            f"genomes of {genes}"
+        )
+    _check(where, "genomes", genomes, (p, genes), dtype)
+    _check(where, "codes_pre", codes_pre, (d_pre, padded(n_pre, dtype)), dtype)
+    _check(where, "codes_post", codes_post, (d_post, padded(n_post, dtype)), dtype)
+    _check(where, "out", out, (p, n_post, n_pre), dtype)
+    m = None if mult is None else _multiplier(where, mult, p, dtype)
+    # The thread count as `pairs_mlp` chooses it (the projections are a small part).
+    rows, row_flops = p * n_post, (2 * h0 + 2 * n_params) * n_pre + 8 * n_pre
+    threads = max(1, min(torch.get_num_threads(), rows * row_flops // _MIN_WORK_PER_THREAD))
+    if threads > 1 and not lib.openmp:
+        o_pre, o_post, o_b1, o_prm = offsets
+        a = project(codes_pre, genomes[:, o_pre : o_pre + sizes[0]].reshape(p, h0, d_pre))
+        b = project(
+            codes_post,
+            genomes[:, o_post : o_post + sizes[1]].reshape(p, h0, d_post),
+            genomes[:, o_b1 : o_b1 + h0],
+        )
+        pairs_mlp(a, b, genomes[:, o_prm : o_prm + n_params].contiguous(), widths, out, m)
+        return
+    failed = lib.innate_gnet_layer(
+        threads,
+        p,
+        _ptr(genomes),
+        genes,
+        *offsets,
+        d_pre,
+        d_post,
+        n_post,
+        n_pre,
+        pad_pre,
+        pad_post,
+        _ptr(codes_pre),
+        _ptr(codes_post),
+        _ptr(out),
+        _ptr(m),
+        REL_EPS,
+        torch.finfo(dtype).tiny,
+    )
+    if failed:
+        raise MemoryError(f"{where}: no memory for the projections of {p} genomes")
 
 
 def standardize(w: torch.Tensor, mult: torch.Tensor, out: torch.Tensor) -> None:

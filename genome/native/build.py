@@ -95,8 +95,10 @@ def build_library(real: str, widths: tuple[int, ...]) -> ctypes.CDLL | str:
     i32, i64, ptr, dbl = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     lib.innate_pairs.argtypes = [i32] + [i64] * 6 + [ptr] * 5 + [dbl, dbl]
     lib.innate_pairs.restype = None
-    lib.innate_project.argtypes = [i32] + [i64] * 4 + [ptr] * 4
+    lib.innate_project.argtypes = [i32] + [i64] * 5 + [ptr] * 4
     lib.innate_project.restype = None
+    lib.innate_gnet_layer.argtypes = [i32, i64, ptr] + [i64] * 11 + [ptr] * 4 + [dbl, dbl]
+    lib.innate_gnet_layer.restype = i32
     lib.innate_standardize.argtypes = [i32] + [i64] * 4 + [ptr] * 3 + [dbl, dbl]
     lib.innate_standardize.restype = None
     lib.openmp = bool(lib.innate_openmp()) and _shares_torch_openmp(lib)

@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #ifdef __AVX__
 #include <immintrin.h>
@@ -184,40 +185,83 @@ static inline void pair_tiles(const REAL* a, int64_t n_pad, const REAL* bpost, c
     }
 }
 
-// Standardise one row in place (zero mean, unit variance over n), times mult.
-// Sums run over PARTS partial sums, combined in a fixed order.
-static void standardize_row(REAL* w, int64_t n, REAL mult, REAL rel_eps, REAL tiny) {
+// Standardise G rows in place (zero mean, unit variance over n), each times
+// its own mult. A row's sums run over PARTS partial sums (one 32-byte vector,
+// `part`), combined in a fixed order, the same whatever G and the build's
+// vector width; the G rows' sums only run side by side, so that one row's
+// additions fill the latency of another's.
+typedef REAL part_vec __attribute__((vector_size(32)));
+static_assert(sizeof(part_vec) == PARTS * sizeof(REAL), "PARTS lanes make one part_vec");
+
+template <int G>
+static void standardize_rows(REAL* const* w, int64_t n, const REAL* mult, REAL rel_eps,
+                             REAL tiny) {
     if (n == 1) {
         // One input: centring would zero it; keep its sign at the unit's scale.
-        REAL v = w[0];
-        w[0] = v * (REAL(1) / std::sqrt(v * v + tiny)) * mult;
+        for (int g = 0; g < G; g++) {
+            REAL v = w[g][0];
+            w[g][0] = v * (REAL(1) / std::sqrt(v * v + tiny)) * mult[g];
+        }
         return;
     }
-    REAL part[PARTS] = {};
-    int64_t i = 0;
-    for (; i + PARTS <= n; i += PARTS)
-        for (int l = 0; l < PARTS; l++) part[l] += w[i + l];
-    for (int l = 0; i < n; i++, l++) part[l] += w[i];
-    REAL s = 0;
-    for (int l = 0; l < PARTS; l++) s += part[l];
-    const REAL mean = s / REAL(n);
-    REAL sq[PARTS] = {};
-    i = 0;
-    for (; i + PARTS <= n; i += PARTS)
-        for (int l = 0; l < PARTS; l++) {
-            REAL d = w[i + l] - mean;
-            sq[l] += d * d;
+    const int64_t whole = n / PARTS * PARTS;
+    part_vec part[G] = {};
+    for (int64_t i = 0; i < whole; i += PARTS)
+        for (int g = 0; g < G; g++) {
+            part_vec x;
+            std::memcpy(&x, w[g] + i, sizeof x);
+            part[g] += x;
         }
-    for (int l = 0; i < n; i++, l++) {
-        REAL d = w[i] - mean;
-        sq[l] += d * d;
+    REAL mean[G];
+    for (int g = 0; g < G; g++) {
+        for (int64_t i = whole, l = 0; i < n; i++, l++) part[g][l] += w[g][i];
+        REAL s = 0;
+        for (int l = 0; l < PARTS; l++) s += part[g][l];
+        mean[g] = s / REAL(n);
     }
-    REAL ss = 0;
-    for (int l = 0; l < PARTS; l++) ss += sq[l];
-    const REAL var = ss / REAL(n);
-    const REAL floor = rel_eps * mean * mean + tiny;
-    const REAL inv = REAL(1) / std::sqrt(var + floor);
-    for (int64_t j = 0; j < n; j++) w[j] = (w[j] - mean) * inv * mult;
+    part_vec sq[G] = {};
+    for (int64_t i = 0; i < whole; i += PARTS)
+        for (int g = 0; g < G; g++) {
+            part_vec x;
+            std::memcpy(&x, w[g] + i, sizeof x);
+            const part_vec d = x - mean[g];
+            sq[g] += d * d;
+        }
+    for (int g = 0; g < G; g++) {
+        for (int64_t i = whole, l = 0; i < n; i++, l++) {
+            REAL d = w[g][i] - mean[g];
+            sq[g][l] += d * d;
+        }
+        REAL ss = 0;
+        for (int l = 0; l < PARTS; l++) ss += sq[g][l];
+        const REAL var = ss / REAL(n);
+        const REAL floor = rel_eps * mean[g] * mean[g] + tiny;
+        const REAL inv = REAL(1) / std::sqrt(var + floor);
+        REAL* wg = w[g];
+        const REAL m = mean[g], mg = mult[g];
+        int64_t j = 0;
+        for (; j + LANES <= n; j += LANES) {
+            vec x;
+            std::memcpy(&x, wg + j, sizeof x);
+            x = (x - m) * inv * mg;
+            std::memcpy(wg + j, &x, sizeof x);
+        }
+        for (; j < n; j++) wg[j] = (wg[j] - m) * inv * mg;
+    }
+}
+
+// Rows standardised together (see standardize_rows): 4 rows of a layer 784
+// wide stay in the level-1 cache.
+static constexpr int ROW_GROUP = 4;
+
+// Standardise `count` rows (rows[k], each times mults[k]): in groups of
+// ROW_GROUP, the rest one by one, with the same bits either way.
+static void standardize_some(REAL* const* rows, const REAL* mults, int count, int64_t n,
+                             REAL rel_eps, REAL tiny) {
+    int k = 0;
+    for (; k + ROW_GROUP <= count; k += ROW_GROUP)
+        standardize_rows<ROW_GROUP>(rows + k, n, mults + k, rel_eps, tiny);
+    for (; k < count; k++) standardize_rows<1>(rows + k, n, mults + k, rel_eps, tiny);
 }
 
 // body(r0, r1) over rows [row0, row1), split into `threads` contiguous parts.
@@ -238,6 +282,70 @@ static void split_rows(int64_t row0, int64_t row1, int threads, F body) {
     }
 #endif
     body(row0, row1);
+}
+
+// Rows [r0, r1) of the weights w [p][n_post][n_pre], one row per (individual,
+// post neuron); see innate_pairs. The individual's parameters start at
+// prm + i * prm_stride.
+static void pairs_rows(int64_t r0, int64_t r1, int64_t n_post, int64_t n_pre, int64_t n_pad,
+                       int64_t b_stride, const REAL* a, const REAL* b, const REAL* prm,
+                       int64_t prm_stride, REAL* w, const REAL* mult, REAL rel_eps, REAL tiny) {
+    // Rows in groups of ROW_GROUP: each row's weights, then the group's standardisation.
+    REAL* rows[ROW_GROUP];
+    REAL mults[ROW_GROUP];
+    for (int64_t next = r0; next < r1;) {
+        const int count = int(r1 - next < ROW_GROUP ? r1 - next : ROW_GROUP);
+        for (int g = 0; g < count; g++, next++) {
+            const int64_t r = next, i = r / n_post, o = r % n_post;
+            const REAL* ai = a + i * H0 * n_pad;
+            REAL bo[H0];
+            for (int k = 0; k < H0; k++) bo[k] = b[(i * H0 + k) * b_stride + o];
+            const REAL* pi = prm + i * prm_stride;
+            REAL* wr = w + r * n_pre;
+            int64_t t = 0;
+            vec v[TILES];
+            for (; t + TILES * LANES <= n_pre; t += TILES * LANES) {
+                pair_tiles<TILES>(ai + t, n_pad, bo, pi, v);
+                std::memcpy(wr + t, v, sizeof v);
+            }
+            for (; t + LANES <= n_pre; t += LANES) {
+                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+                std::memcpy(wr + t, v, sizeof v[0]);
+            }
+            if (t < n_pre) {
+                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
+                REAL tmp[LANES];
+                std::memcpy(tmp, v, sizeof v[0]);
+                for (int64_t l = 0; t + l < n_pre; l++) wr[t + l] = tmp[l];
+            }
+            rows[g] = wr;
+            mults[g] = mult ? mult[i] : REAL(0);
+        }
+        if (mult) standardize_some(rows, mults, count, n_pre, rel_eps, tiny);
+    }
+}
+
+// Rows [r0, r1) of out [p][h][n_pad], one row per (individual i = r / h, unit
+// k = r % h): out[i][k][t] = sum_j codes_t[j][t] * wt[i * w_stride + k * d + j]
+// (+ bias[i * b_stride + k]), summed in order of j. codes_t: [d][n_pad], zero-padded.
+static void project_rows(int64_t r0, int64_t r1, int64_t h, int64_t d, int64_t n_pad,
+                         const REAL* codes_t, const REAL* wt, int64_t w_stride, const REAL* bias,
+                         int64_t b_stride, REAL* out) {
+    for (int64_t r = r0; r < r1; r++) {
+        const int64_t i = r / h, k = r % h;
+        const REAL* wr = wt + i * w_stride + k * d;
+        REAL* o = out + r * n_pad;
+        for (int64_t t = 0; t < n_pad; t += LANES) {
+            vec acc{};
+            for (int64_t j = 0; j < d; j++) {
+                vec c;
+                std::memcpy(&c, codes_t + j * n_pad + t, sizeof c);
+                acc = fmadd(c, splat(wr[j]), acc);
+            }
+            if (bias) acc += bias[i * b_stride + k];
+            std::memcpy(o + t, &acc, sizeof acc);
+        }
+    }
 }
 
 extern "C" {
@@ -262,31 +370,8 @@ void innate_pairs(int threads, int64_t row0, int64_t row1, int64_t n_post, int64
                   int64_t n_pad, int64_t b_stride, const REAL* a, const REAL* b, const REAL* prm,
                   REAL* w, const REAL* mult, double rel_eps, double tiny) {
     split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; r++) {
-            const int64_t i = r / n_post, o = r % n_post;
-            const REAL* ai = a + i * H0 * n_pad;
-            REAL bo[H0];
-            for (int k = 0; k < H0; k++) bo[k] = b[(i * H0 + k) * b_stride + o];
-            const REAL* pi = prm + i * N_PARAMS;
-            REAL* wr = w + r * n_pre;
-            int64_t t = 0;
-            vec v[TILES];
-            for (; t + TILES * LANES <= n_pre; t += TILES * LANES) {
-                pair_tiles<TILES>(ai + t, n_pad, bo, pi, v);
-                std::memcpy(wr + t, v, sizeof v);
-            }
-            for (; t + LANES <= n_pre; t += LANES) {
-                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
-                std::memcpy(wr + t, v, sizeof v[0]);
-            }
-            if (t < n_pre) {
-                pair_tiles<1>(ai + t, n_pad, bo, pi, v);
-                REAL tmp[LANES];
-                std::memcpy(tmp, v, sizeof v[0]);
-                for (int64_t l = 0; t + l < n_pre; l++) wr[t + l] = tmp[l];
-            }
-            if (mult) standardize_row(wr, n_pre, mult[i], REAL(rel_eps), REAL(tiny));
-        }
+        pairs_rows(r0, r1, n_post, n_pre, n_pad, b_stride, a, b, prm, N_PARAMS, w, mult,
+                   REAL(rel_eps), REAL(tiny));
     });
 }
 
@@ -294,24 +379,66 @@ void innate_pairs(int threads, int64_t row0, int64_t row1, int64_t n_post, int64
 // innate_pairs reads: rows [row0, row1) of out [p][h][n_pad], one row per
 // (individual, hidden unit); out[i][k][t] = sum_j codes_t[j][t] * wt[i][k][j]
 // (+ bias[i][k]), summed in order of j. codes_t: [d][n_pad], zero-padded.
-void innate_project(int threads, int64_t row0, int64_t row1, int64_t d, int64_t n_pad,
-                    const REAL* codes_t, const REAL* wt, const REAL* bias, REAL* out) {
+void innate_project(int threads, int64_t row0, int64_t row1, int64_t h, int64_t d,
+                    int64_t n_pad, const REAL* codes_t, const REAL* wt, const REAL* bias,
+                    REAL* out) {
     split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; r++) {
-            const REAL* wr = wt + r * d;
-            REAL* o = out + r * n_pad;
-            for (int64_t t = 0; t < n_pad; t += LANES) {
-                vec acc{};
-                for (int64_t j = 0; j < d; j++) {
-                    vec c;
-                    std::memcpy(&c, codes_t + j * n_pad + t, sizeof c);
-                    acc = fmadd(c, splat(wr[j]), acc);
-                }
-                if (bias) acc += bias[r];
-                std::memcpy(o + t, &acc, sizeof acc);
-            }
-        }
+        project_rows(r0, r1, h, d, n_pad, codes_t, wt, h * d, bias, h, out);
     });
+}
+
+// One layer of a g-network decode in one call, read straight from the genomes
+// g [p][g_stride]: the projections (pre [H0][d_pre] at off_pre, post [H0][d_post]
+// at off_post plus the first bias [H0] at off_b1, as innate_project computes
+// them), then the weights w [p][n_post][n_pre] as innate_pairs computes them,
+// with the parameters at off_prm. On `threads` OpenMP threads: the projections
+// split over them, then the rows. Returns 0, or 1 when the projections' memory
+// cannot be had.
+int innate_gnet_layer(int threads, int64_t p, const REAL* g, int64_t g_stride, int64_t off_pre,
+                      int64_t off_post, int64_t off_b1, int64_t off_prm, int64_t d_pre,
+                      int64_t d_post, int64_t n_post, int64_t n_pre, int64_t pad_pre,
+                      int64_t pad_post, const REAL* codes_pre, const REAL* codes_post, REAL* w,
+                      const REAL* mult, double rel_eps, double tiny) {
+    if (p < 1 || n_post < 1) return 0;
+    const size_t a_bytes = size_t(p * H0 * pad_pre) * sizeof(REAL);
+    const size_t b_bytes = size_t(p * H0 * pad_post) * sizeof(REAL);
+    // Rows padded to whole 512-bit vectors are whole multiples of 64 bytes.
+    REAL* a = static_cast<REAL*>(std::aligned_alloc(64, a_bytes));
+    REAL* b = static_cast<REAL*>(std::aligned_alloc(64, b_bytes));
+    if (!a || !b) {
+        std::free(a);
+        std::free(b);
+        return 1;
+    }
+    auto body = [=](int t, int m) {
+        const int64_t n = p * H0, rows = p * n_post;
+        project_rows(n * t / m, n * (t + 1) / m, H0, d_pre, pad_pre, codes_pre, g + off_pre,
+                     g_stride, nullptr, 0, a);
+        project_rows(n * t / m, n * (t + 1) / m, H0, d_post, pad_post, codes_post, g + off_post,
+                     g_stride, g + off_b1, g_stride, b);
+#ifdef _OPENMP
+        // Only inside this function's own team: a barrier reached outside it would
+        // bind to a caller's team, if any.
+        if (m > 1) {
+#pragma omp barrier
+        }
+#endif
+        pairs_rows(rows * t / m, rows * (t + 1) / m, n_post, n_pre, pad_pre, pad_post, a, b,
+                   g + off_prm, g_stride, w, mult, REAL(rel_eps), REAL(tiny));
+    };
+#ifdef _OPENMP
+    if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+        body(omp_get_thread_num(), omp_get_num_threads());
+    } else {
+        body(0, 1);
+    }
+#else
+    body(0, 1);
+#endif
+    std::free(a);
+    std::free(b);
+    return 0;
 }
 
 // Rows [row0, row1) of src [rows][n]: dst = standardise(src) * mult[row / per].
@@ -319,10 +446,17 @@ void innate_standardize(int threads, int64_t row0, int64_t row1, int64_t n, int6
                         const REAL* src, REAL* dst, const REAL* mult, double rel_eps,
                         double tiny) {
     split_rows(row0, row1, threads, [=](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; r++) {
-            REAL* d = dst + r * n;
-            if (d != src + r * n) std::memcpy(d, src + r * n, n * sizeof(REAL));
-            standardize_row(d, n, mult[r / per], REAL(rel_eps), REAL(tiny));
+        REAL* rows[ROW_GROUP];
+        REAL mults[ROW_GROUP];
+        for (int64_t r = r0; r < r1;) {
+            const int count = int(r1 - r < ROW_GROUP ? r1 - r : ROW_GROUP);
+            for (int g = 0; g < count; g++, r++) {
+                REAL* d = dst + r * n;
+                if (d != src + r * n) std::memcpy(d, src + r * n, n * sizeof(REAL));
+                rows[g] = d;
+                mults[g] = mult[r / per];
+            }
+            standardize_some(rows, mults, count, n, REAL(rel_eps), REAL(tiny));
         }
     });
 }
