@@ -50,8 +50,10 @@ def keep_ray_local() -> None:
 
 
 # The per-generation cost of Ray actors: the largest that bench/ray_overhead.py
-# measured on local actors (16-61 ms a generation: the generation's sync,
-# the genomes out and the evaluations back).
+# measured (the generation's sync, the genomes out and the evaluations back):
+# 16-61 ms a generation on local actors in an earlier version, 0-13 ms now on
+# local actors and on a two-node cluster of one machine. Kept at the larger
+# figure: a network between machines adds to what one machine shows.
 ACTOR_OVERHEAD_S = 0.06
 
 
