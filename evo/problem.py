@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -43,9 +42,8 @@ from evo.cluster import connect_ray, keep_ray_local
 from evo.evals import EvalColumns
 from evo.numerics import actor_env
 from evo.objectives import Objective
-from genome import native
+from evo.workspaces import Workspaces
 from genome.decoders.base import Decoder
-from genome.phenotype import Phenotype
 from tasks.seeds import seeded
 
 if TYPE_CHECKING:
@@ -113,9 +111,7 @@ class GenomeProblem(RayActors, Problem):
         # Main-process record of every batch evaluated since the last `drain()`.
         self._evaluated: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._data_cache: tuple[int, list[Any]] | None = None
-        self._workspaces: dict[tuple, Phenotype] = {}
-        # The kernel mode and bytes of the lone genome last decoded into a workspace.
-        self._decoded: dict[tuple, tuple[str, torch.Tensor]] = {}
+        self._workspaces = Workspaces(decoder)
         senses = "min" if mode == "weighted" else ["min"] * len(self.objectives)
         super().__init__(
             senses,
@@ -178,10 +174,11 @@ class GenomeProblem(RayActors, Problem):
 
     @property
     def _nonserialized_attribs(self) -> list[str]:
-        return ["_evaluated", "_data_cache", "_workspaces", "_decoded", "noise_ahead"]
+        return ["_evaluated", "_data_cache", "_workspaces", "noise_ahead"]
 
     def _use_pickle_data_from_main(self, state: dict) -> None:
-        self._evaluated, self._data_cache, self._workspaces, self._decoded = [], None, {}, {}
+        self._evaluated, self._data_cache = [], None
+        self._workspaces = Workspaces(self.decoder)
 
     # --- data and scoring -------------------------------------------------------
     def batch_size_at(self, generation: int) -> int | None:
@@ -227,7 +224,7 @@ class GenomeProblem(RayActors, Problem):
         With `exact`, the population is scored in chunks of exactly `EVAL_CHUNK`
         genomes (the last one padded with copies), each in contiguous memory
         aligned to 64 bytes (a chunk that is not already is copied to fresh
-        memory, which is) and decoded into one reused workspace (`_workspace`):
+        memory, which is) and decoded into one reused workspace (evo/workspaces.py):
         CPU kernels pick their code path by shape and by alignment, so without
         this a genome's fitness could change in the last bits with the size of
         the piece of the population it is scored in (serial versus a Ray actor).
@@ -251,7 +248,7 @@ class GenomeProblem(RayActors, Problem):
                 chunk[:n] = part
                 chunk[n:] = part[:1]
                 part = chunk
-            phenotype = self._decode(part)
+            phenotype = self._workspaces.decode(part)
             for k, (obj, batch) in enumerate(zip(self.objectives, data, strict=True)):
                 out = obj.outputs(phenotype, batch)
                 if start == 0 and p > step and out is not None and out.is_contiguous():
@@ -274,58 +271,6 @@ class GenomeProblem(RayActors, Problem):
             result[obj.name] = values.pop(obj.name)
             result.update({f"{obj.name}_{m}": v for m, v in values.items()})
         return result
-
-    def _decode(self, part: torch.Tensor) -> Phenotype:
-        """The phenotype of a chunk, decoded into its workspace.
-
-        A lone genome whose bytes are those last decoded into the same
-        workspace is not decoded again: the reigning champion is scored again
-        on every generation's batch (evo/driver.py), and its phenotype stays
-        what it was.
-        """
-        out = self._workspace(part)
-        if out is None:
-            return self.decoder.decode(part)
-        key = (part.shape[0], part.dtype, part.device)
-        bits = part.detach().contiguous().view(torch.uint8) if part.shape[0] == 1 else None
-        # The kernel mode too: the native and torch paths differ in the last bits.
-        last = self._decoded.pop(key, None)
-        kernels = native.mode()
-        if (
-            bits is not None
-            and last is not None
-            and last[0] == kernels
-            and torch.equal(last[1], bits)
-        ):
-            self._decoded[key] = last
-            return out
-        phenotype = self.decoder.decode(part, out=out)
-        if bits is not None:
-            self._decoded[key] = (kernels, bits.clone())
-        return phenotype
-
-    def _workspace(self, part: torch.Tensor) -> Phenotype | None:
-        """Buffers for a chunk's phenotype, reused from chunk to chunk (None: allocate).
-
-        Fresh memory for every chunk costs page faults: a chunk of 784-800-10
-        networks is 40 MB. Scores never keep the phenotype, so one workspace
-        serves every chunk of the same shape; a differentiable score gets its own.
-        """
-        if torch.is_grad_enabled() and part.requires_grad:
-            return None
-        key = (part.shape[0], part.dtype, part.device)
-        if key not in self._workspaces:
-            if len(self._workspaces) >= 4:  # chunks, the champion's re-score, a loop of one
-                self._workspaces.clear()
-                self._decoded.clear()
-            shapes = self.decoder.layout.layer_shapes()
-            new = partial(torch.empty, dtype=part.dtype, device=part.device)
-            self._workspaces[key] = Phenotype(
-                [new(key[0], o, i) for o, i in shapes],
-                [new(key[0], o) for o, _ in shapes],
-                self.decoder.layout,
-            )
-        return self._workspaces[key]
 
     def loss(self, scores: dict[str, torch.Tensor]) -> torch.Tensor:
         """The weighted sum [P] of the objective values (minimised)."""

@@ -104,15 +104,16 @@ class GNet(Decoder):
     def _gene_offsets(self, spec: GenomeBlocks, layout: Layout) -> list[tuple[int, int, int, int]]:
         """Per layer, where `native.gnet_layer` reads its genes: pre, post, b1, and the MLP's
         parameters, which `_blocks` lays out consecutively (w2, b2, ..., out)."""
-        n_hidden, at = len(self.settings["hidden"]), spec.offsets
-        first = "w2" if n_hidden > 1 else "out"
-        return self.cached(
-            ("gene offsets", layout),
-            lambda: [
-                tuple(at[f"l{k}.{name}"][0] for name in ("pre", "post", "b1", first))
+
+        def make() -> list[tuple[int, int, int, int]]:
+            first = "w2" if len(self.settings["hidden"]) > 1 else "out"
+            names = ("pre", "post", "b1", first)
+            return [
+                tuple(spec.offsets[f"l{k}.{name}"][0] for name in names)
                 for k in range(layout.n_layers)
-            ],
-        )
+            ]
+
+        return self.cached(("gene offsets", layout), make)
 
     def _decode_chunk(
         self, chunk: torch.Tensor, spec: GenomeBlocks, layout: Layout, outs: list[torch.Tensor]
