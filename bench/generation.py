@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from peak_rss import peak_above
 
 from evo.objectives import make_objective
 from evo.problem import EVAL_CHUNK, GenomeProblem
@@ -187,19 +187,7 @@ def _peak_child(name: str, population_size: int, device: str) -> None:
         step()
         print((torch.cuda.max_memory_allocated() - base) / 2**20)
         return
-    # ru_maxrss is the high-water mark of the process (KiB on Linux); the memory
-    # held before the step (interpreter, torch, data) is subtracted.
-    before = _rss_kib()
-    step()
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
-
-
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(peak_above(step))
 
 
 def run(name: str, repeats: int, device: str, rate: float) -> dict:

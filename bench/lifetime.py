@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -25,7 +24,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from peak_rss import peak_above
 
 from genome import Layout
 from genome.decoders import GNet
@@ -79,14 +81,6 @@ def peak_memory(args, rule: str, head: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def _peak_child(args) -> None:
     rule_name, head = args.peak.split(":")
     phenotype, episodes = setup(args)
@@ -97,9 +91,7 @@ def _peak_child(args) -> None:
         accuracy(phenotype, episodes, rule, head)
         print((torch.cuda.max_memory_allocated() - base) / 2**20)
         return
-    before = _rss_kib()
-    accuracy(phenotype, episodes, rule, head)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+    print(peak_above(lambda: accuracy(phenotype, episodes, rule, head)))
 
 
 def main() -> None:
@@ -115,7 +107,9 @@ def main() -> None:
     parser.add_argument("--heads", default=",".join(HEADS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="Also write the results here.")
-    parser.add_argument("--peak", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peak", metavar="RULE:HEAD", help="print the peak memory (MiB) of one batched call alone"
+    )
     args = parser.parse_args()
     if args.peak:
         _peak_child(args)
