@@ -23,8 +23,12 @@ G2 generations; (G2 - G1) / (t2 - t1)), so start-up (imports, the bank's load,
 the run directory) is left out; the hand-written loop is timed from its first
 step. For the g-network the arithmetic of a generation (decode, weight
 scaling, forward; as in bench/generation.py) is set against the matmul rate
-measured in the same process. Each is repeated --repeats times; the best and
-the spread are printed.
+measured in the same process, and so is the step alone (the population's
+decode, forward and objective on a drawn batch, in the run's chunks): what
+is left of a generation is sampling, the update, the champion's re-score and
+the bookkeeping. Each is repeated --repeats times; the best and the spread
+are printed. Every timed run starts from a collected heap (`gc.collect()`),
+so that garbage left by the runs before it is not collected inside it.
 
     python bench/loop.py [--workload faces|digits] [--repeats 3] [--generations 100,300]
                          [--json out.json]
@@ -45,6 +49,7 @@ update, and the loop itself.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import tempfile
@@ -57,7 +62,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generation import matmul_rate, step_flops
+from generation import Stepper, best_time, matmul_rate, step_flops
 
 from evo import build, config
 from evo.driver import new_run
@@ -140,6 +145,7 @@ def by_hand(generations: int, w: Workload = WORKLOADS["faces"]) -> float:
     problem = ByHand()
     searcher = SNES(problem, stdev_init=0.5, popsize=POPULATION)
     searcher.step()  # first step: lazy set-up
+    gc.collect()  # every timed run starts from a collected heap (see `innate`)
     t = time.perf_counter()
     for _ in range(generations):
         searcher.step()
@@ -167,10 +173,29 @@ def innate_config(decoder: str, generations: int, w: Workload = WORKLOADS["faces
 def innate(decoder: str, generations: int, w: Workload = WORKLOADS["faces"]) -> float:
     """Seconds of a whole `innate evolve` run of `generations` generations."""
     cfg = innate_config(decoder, generations, w)
+    # The garbage left by earlier runs is collected first: a full collection (about
+    # 130 ms with all this loaded) falling inside one of two runs would move a rate
+    # taken between them by far more than the runs differ.
+    gc.collect()
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
         new_run(cfg, Path(out), progress=False)
         return time.perf_counter() - t
+
+
+def step_alone(w: Workload, repeats: int) -> float:
+    """Seconds of the g-network run's step alone: `GenomeProblem.score` of the population
+    on a drawn batch (decode, forward and objective in the run's chunks; bench/generation.py),
+    without sampling, the searcher's update, the champion or the bookkeeping."""
+    cfg = innate_config("gnet", 1, w)
+    problem = build.build_problem(cfg)
+    try:
+        population = problem.decoder.init(POPULATION, torch.Generator().manual_seed(0))
+        step = Stepper(problem, population, new_data=False)
+        with torch.no_grad():
+            return min(best_time(step, 20, "cpu") for _ in range(repeats))
+    finally:
+        problem.close()
 
 
 def _phase_targets() -> list[tuple[str, object, str, bool]]:
@@ -271,6 +296,7 @@ def profile(loop: str, generations: int, w: Workload = WORKLOADS["faces"]) -> di
             total = by_hand(generations, w)
             spent = {k: v for k, v in spent.items() if k in ("sampling", "forward", "update")}
         else:
+            gc.collect()  # as in `innate`
             with tempfile.TemporaryDirectory() as out:
                 t = time.perf_counter()
                 new_run(innate_config(loop, generations, w), Path(out), progress=False)
@@ -327,6 +353,7 @@ def main() -> None:
     flops = step_flops(decoder, POPULATION, w.batch)
     best = {k: max(v) for k, v in rates.items()}
     rate = max(matmul)
+    step = step_alone(w, args.repeats)
     print(f"{title}; generations per second, best of {args.repeats} (range)")
     for name, v in rates.items():
         ratio = best[name] / best["by hand"]
@@ -337,8 +364,14 @@ def main() -> None:
         f"{flops * best['gnet'] / 1e9:.2f} GFLOP/s = {share:.1%} of the matmul rate "
         f"({rate / 1e9:.1f} GFLOP/s)"
     )
+    print(
+        f"  gnet step alone (decode, forward, objective; best of {args.repeats}): "
+        f"{1e3 * step:.2f} ms = {flops / step / rate:.1%} of the matmul rate; the whole "
+        f"generation {1e3 / best['gnet']:.2f} ms; 40% would need {1e3 * flops / (0.4 * rate):.2f}"
+    )
     if args.json:
         out = {"workload": w.name, "rates": rates, "matmul": matmul, "gnet_flops": flops}
+        out["gnet_step_s"] = step
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 
 

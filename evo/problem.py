@@ -42,7 +42,7 @@ from evo.cluster import connect_ray, keep_ray_local
 from evo.evals import EvalColumns
 from evo.numerics import actor_env
 from evo.objectives import Objective
-from evo.workspaces import Workspaces
+from evo.workspaces import Workspaces, chunk
 from genome.decoders.base import Decoder
 from tasks.seeds import seeded
 
@@ -228,11 +228,15 @@ class GenomeProblem(RayActors, Problem):
         CPU kernels pick their code path by shape and by alignment, so without
         this a genome's fitness could change in the last bits with the size of
         the piece of the population it is scored in (serial versus a Ray actor).
+        A population whose phenotypes fit in `workspaces.AHEAD_MEMORY` has all its chunks
+        decoded in one pass, chunk by chunk in the same bits
+        (`Workspaces.decode_ahead`), before their forward passes.
         """
         data = self.data(generation) if data is None else data
         population = population.to(self.device)
         p = population.shape[0]
         step = EVAL_CHUNK if exact else p
+        ahead = self._workspaces.decode_ahead(population, step) if exact and p > step else None
         # Per objective: its values chunk by chunk or, over several chunks where it
         # scores outputs (contiguous ones: the layout scored stays that of a chunk),
         # every chunk's outputs gathered into one buffer and scored at once. One
@@ -241,14 +245,12 @@ class GenomeProblem(RayActors, Problem):
         scored: list[list[dict[str, torch.Tensor]]] = [[] for _ in self.objectives]
         gathered: list[torch.Tensor | None] = [None] * len(self.objectives)
         for start in range(0, p, step):
-            part = population[start : start + step]
-            n = part.shape[0]
-            if exact and not (n == step and part.is_contiguous() and part.data_ptr() % 64 == 0):
-                chunk = torch.empty(step, part.shape[1], dtype=part.dtype, device=part.device)
-                chunk[:n] = part
-                chunk[n:] = part[:1]
-                part = chunk
-            phenotype = self._workspaces.decode(part)
+            n = min(step, p - start)
+            if ahead is not None:
+                phenotype = ahead.select(slice(start, start + step))
+            else:
+                part = chunk(population, start, step) if exact else population
+                phenotype = self._workspaces.decode(part)
             for k, (obj, batch) in enumerate(zip(self.objectives, data, strict=True)):
                 out = obj.outputs(phenotype, batch)
                 if start == 0 and p > step and out is not None and out.is_contiguous():

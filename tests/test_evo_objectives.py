@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from evo import workspaces
 from evo.objectives import OBJECTIVES, Digits, Faces, Wiring, make_objective, roc_auc
 from evo.problem import WORST, GenomeProblem
 from genome import Layout, make_decoder, native
@@ -220,6 +221,60 @@ def test_a_lone_genome_scored_again_is_decoded_once(monkeypatch):
     for size in (2, 3, 5):
         p.score(pop[:1].expand(size, -1), 3, exact=False)
     assert same_as_fresh(4) and decoded[-4:] == [2, 3, 5, 1]
+
+
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+@pytest.mark.parametrize("decoder", ["gnet", "direct"])
+def test_a_population_decoded_ahead_scores_as_chunk_by_chunk(monkeypatch, decoder, kernels):
+    # A population whose phenotypes fit in AHEAD_MEMORY is decoded in one pass (the
+    # g-network's native layers over every row at once); its scores keep the bits of
+    # decoding each chunk of 16 alone, whatever the population's size and memory.
+    layout = Layout.build((8, 8), [12], 10)
+    dec = make_decoder(decoder, layout, **({"hidden": [8, 8]} if decoder == "gnet" else {}))
+    p = GenomeProblem(dec, [Digits(batch_size=24)], seed=0)
+    sizes = []
+    decode = dec.decode
+
+    def counting(population, *args, **kwargs):
+        sizes.append(population.shape[0])
+        return decode(population, *args, **kwargs)
+
+    monkeypatch.setattr(dec, "decode", counting)
+    g = torch.Generator().manual_seed(1)
+    pop = dec.init(64, g) + 0.5 * torch.randn(64, dec.genome_length(), generator=g)
+    skewed = torch.empty(pop.numel() + 1)[1:].view_as(pop).copy_(pop)  # not at 64 bytes
+    strided = torch.cat([pop, pop], dim=1)[:, : pop.shape[1]]  # rows not contiguous
+    with native.use(kernels):
+        for population in (pop, pop[:40], pop[5:50], skewed, strided):
+            n = population.shape[0]
+            monkeypatch.setattr(workspaces, "AHEAD_MEMORY", 32 * 2**20)
+            sizes.clear()
+            ahead = p.score(population, 3)
+            assert sizes == [-(-n // 16) * 16]
+            monkeypatch.setattr(workspaces, "AHEAD_MEMORY", 0)
+            sizes.clear()
+            chunked = p.score(population, 3)
+            assert sizes == [16] * -(-n // 16)
+            assert ahead.keys() == chunked.keys()
+            assert all(torch.equal(ahead[c], chunked[c]) for c in chunked)
+    # One buffer serves every population size (grown to the largest), apart from the
+    # chunks' workspaces: fronts of new sizes neither allocate nor evict the lone genome's.
+    monkeypatch.setattr(workspaces, "AHEAD_MEMORY", 32 * 2**20)
+    lone = pop[0].clone()
+    p.score(lone[None], 3, exact=False)
+    p.score(pop, 3)
+    buffer = p._workspaces._ahead.weights[0].data_ptr()
+    sizes.clear()
+    for n in (20, 37, 50, 33, 64):
+        p.score(pop[:n], 3)
+    p.score(lone[None], 3, exact=False)
+    assert sizes == [32, 48, 64, 48, 64]
+    assert p._workspaces._ahead.weights[0].data_ptr() == buffer
+    # A decoder that would split a chunk of 16 in two for memory decodes chunk by chunk.
+    monkeypatch.setattr(dec, "chunk_size", lambda layout=None: 8)
+    sizes.clear()
+    p.score(pop, 3)
+    assert sizes == [16] * 4
 
 
 def test_nonfinite_fitness_scores_worst_and_is_flagged():

@@ -5,8 +5,10 @@ wiring and the gradient optimiser lower what they should."""
 from __future__ import annotations
 
 import csv
+import gc
 import math
 import re
+import weakref
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -135,6 +137,73 @@ def test_nonfinite_fitness_goes_on_and_is_counted(tmp_path, monkeypatch):
     counts = [int(r["nan_count"]) for r in rows(res.run_dir)]
     assert res.generation == 3 and sum(counts) == res.nan_count > 0
     assert math.isfinite(res.best_fitness)
+
+
+class FreezeWatch(Objective):
+    """Records how many objects the garbage collector has frozen when it is scored."""
+
+    name = "freezewatch"
+    has_data = False
+    metrics: ClassVar[tuple[str, ...]] = ()
+    seen: ClassVar[list[int]] = []
+    fail_at: ClassVar[int] = 0  # the call that raises (0: none)
+
+    @staticmethod
+    def probe() -> None:
+        pass
+
+    def evaluate(self, phenotype, batch):
+        FreezeWatch.seen.append(gc.get_freeze_count())
+        FreezeWatch.probe()
+        if len(FreezeWatch.seen) == FreezeWatch.fail_at:
+            raise RuntimeError("this objective failed")
+        w = phenotype.weights[0]
+        return {self.name: w.reshape(w.shape[0], -1)[:, 0].abs()}
+
+
+class _Cycle:
+    """A reference cycle: freed only by the garbage collector."""
+
+    def __init__(self):
+        self.me = self
+
+
+def test_the_loop_runs_with_its_setup_frozen_and_gives_it_back(tmp_path, monkeypatch):
+    # What exists when the generations start is left out of full collections while
+    # they run, and handed back to the collector when the loop ends, however it ends;
+    # garbage is collected first, not kept frozen.
+    monkeypatch.setitem(OBJECTIVES, "freezewatch", FreezeWatch)
+    monkeypatch.setattr(FreezeWatch, "seen", [])
+    assert gc.get_freeze_count() == 0
+    alive: list[bool] = []
+    cfg = tiny(task={"objectives": ["digits", "freezewatch"]}, generations=3)
+    gc.disable()  # no collection but the run's own before the loop
+    try:
+        dead = weakref.ref(_Cycle())  # garbage, in a cycle, when the run starts
+        monkeypatch.setattr(FreezeWatch, "probe", lambda: alive.append(dead() is not None))
+        new_run(cfg, tmp_path / "a", progress=False)
+    finally:
+        gc.enable()
+    # Every generation scores inside the loop; the run's last summary comes after it.
+    assert sum(n > 1000 for n in FreezeWatch.seen) >= 3 and FreezeWatch.seen[-1] == 0
+    assert gc.get_freeze_count() == 0 and alive and not any(alive)
+    monkeypatch.setattr(FreezeWatch, "seen", [])
+    monkeypatch.setattr(FreezeWatch, "fail_at", 2)
+    with pytest.raises(RuntimeError, match="this objective failed"):
+        new_run(cfg, tmp_path / "b", progress=False)
+    assert gc.get_freeze_count() == 0
+    # A process that froze objects of its own keeps them frozen, and its count.
+    monkeypatch.setattr(FreezeWatch, "seen", [])
+    monkeypatch.setattr(FreezeWatch, "fail_at", 0)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        new_run(cfg, tmp_path / "c", progress=False)
+        # (Frozen objects that die on their own leave the count.)
+        assert len(FreezeWatch.seen) > 0 and max(FreezeWatch.seen) <= frozen
+        assert gc.get_freeze_count() > frozen // 2
+    finally:
+        gc.unfreeze()
 
 
 def _dominates(a: list[float], b: list[float]) -> bool:

@@ -250,6 +250,49 @@ def test_a_native_gnet_decode_equals_its_layers_decoded_step_by_step(settings, p
                 assert torch.equal(x, y)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"hidden": [8, 8]},
+        {"hidden": [5, 3, 4], "code": "coords"},
+        {"hidden": [6], "standardize": False},
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_native_gnet_decode_in_chunks_equals_each_chunk_alone(monkeypatch, settings, dtype):
+    # The layers run over as many whole chunks as the decode's memory holds; the layer
+    # gains and the biases stay per chunk (torch may pick a code path by size): each
+    # chunk keeps the bits of its decode alone. (With this torch they would match even
+    # computed for every row at once.)
+    layout = Layout.build((13, 11), [9], 3)
+    dec = GNet(layout, **settings)
+    g = torch.Generator().manual_seed(3)
+    pop = dec.init(37, g, dtype=dtype) + 0.5 * torch.randn(37, dec.genome_length(), generator=g)
+    calls = []
+    layer = native.gnet_layer
+
+    def counting(genomes, *args):
+        calls.append(genomes.shape[0])
+        return layer(genomes, *args)
+
+    monkeypatch.setattr(native, "gnet_layer", counting)
+    with native.use("native"):
+        for memory, chunk_size, rows in (
+            (None, 16, [37]),
+            (None, 5, [37]),
+            (12, 5, [10] * 3 + [7]),
+        ):
+            if memory is not None:
+                monkeypatch.setattr(dec, "chunk_size", lambda layout=None, m=memory: m)
+            calls.clear()
+            got = dec.decode(pop, chunk_size=chunk_size)
+            assert calls == [r for r in rows for _ in range(layout.n_layers)]
+            alone = [dec.decode(c) for c in pop.split(chunk_size)]
+            for k, (w, b) in enumerate(zip(got.weights, got.biases, strict=True)):
+                assert torch.equal(w, torch.cat([a.weights[k] for a in alone]))
+                assert torch.equal(b, torch.cat([a.biases[k] for a in alone]))
+
+
 def test_bad_kernel_inputs_name_the_fault():
     a, b, _, _, params = random_mlp(2, 9, 3, (3, 2), torch.float32)
     a, b = native.to_kernel_layout(a), native.to_kernel_layout(b)

@@ -157,7 +157,7 @@ class Decoder(ABC):
             )
         p = population.shape[0]
         if chunk_size is None:
-            chunk_size = max(1, DECODE_MEMORY // max(1, self._bytes_per_individual(layout)))
+            chunk_size = self.chunk_size(layout)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         dev, dt = population.device, population.dtype
@@ -167,12 +167,33 @@ class Decoder(ABC):
         else:
             weights = [torch.empty(p, o, i, device=dev, dtype=dt) for o, i in layout.layer_shapes()]
             biases = [torch.empty(p, o, device=dev, dtype=dt) for o, _ in layout.layer_shapes()]
+        self._decode_chunks(population, spec, layout, weights, biases, chunk_size)
+        return out if out is not None else Phenotype(weights, biases, layout)
+
+    def _decode_chunks(
+        self,
+        population: torch.Tensor,
+        spec: GenomeBlocks,
+        layout: Layout,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+        chunk_size: int,
+    ) -> None:
+        """Write the population's weights and biases, chunk by chunk (`_decode_into` of each
+        chunk's blocks); a decoder whose per-row work does not depend on the chunk may do
+        that part for several chunks at once."""
+        p = population.shape[0]
         for start in range(0, p, chunk_size):
             stop = min(p, start + chunk_size)
             outs = [w[start:stop] for w in weights]
-            for k, b in enumerate(self._decode_chunk(population[start:stop], spec, layout, outs)):
+            for k, b in enumerate(
+                self._decode_into(spec.split(population[start:stop]), layout, outs)
+            ):
                 biases[k][start:stop] = b
-        return out if out is not None else Phenotype(weights, biases, layout)
+
+    def chunk_size(self, layout: Layout | None = None) -> int:
+        """Genomes `decode` takes at once by default: as many as fit in `DECODE_MEMORY`."""
+        return max(1, DECODE_MEMORY // max(1, self._bytes_per_individual(layout or self.layout)))
 
     @staticmethod
     def _check_out(out: Phenotype, layout: Layout, p: int, dtype, device) -> None:
@@ -190,13 +211,6 @@ class Decoder(ABC):
             )
         if any(t.requires_grad for t in tensors):
             raise ValueError("out must not require grad: decoding writes into it in place")
-
-    def _decode_chunk(
-        self, chunk: torch.Tensor, spec: GenomeBlocks, layout: Layout, outs: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        """Write a chunk's scaled weights into outs; return its biases (`_decode_into` of its
-        blocks, unless a decoder reads the genomes more directly)."""
-        return self._decode_into(spec.split(chunk), layout, outs)
 
     def _decode_into(
         self, genes: dict[str, torch.Tensor], layout: Layout, outs: list[torch.Tensor]

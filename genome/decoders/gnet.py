@@ -115,38 +115,61 @@ class GNet(Decoder):
 
         return self.cached(("gene offsets", layout), make)
 
-    def _decode_chunk(
-        self, chunk: torch.Tensor, spec: GenomeBlocks, layout: Layout, outs: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
-        h = self.settings["hidden"]
-        if not native.applies(chunk, widths=tuple(h)):
-            return super()._decode_chunk(chunk, spec, layout, outs)
+    def _decode_chunks(
+        self,
+        population: torch.Tensor,
+        spec: GenomeBlocks,
+        layout: Layout,
+        weights: list[torch.Tensor],
+        biases: list[torch.Tensor],
+        chunk_size: int,
+    ) -> None:
+        h = tuple(self.settings["hidden"])
+        if not native.applies(population, widths=h):
+            super()._decode_chunks(population, spec, layout, weights, biases, chunk_size)
+            return
+        # Each layer in one native call for as many whole chunks as fit in the decode's
+        # memory (its scratch grows with the rows); it works row by row, so a row's
+        # weights do not depend on the rows beside it. The layer gains' multipliers and
+        # the biases are computed in torch, chunk by chunk, from views of each chunk as
+        # `_decode_into` takes them: torch may pick a code path by size, so they keep
+        # the bits of a decode of that chunk alone.
         offsets = self._gene_offsets(spec, layout)
-        # Each layer in one native call that reads the genomes; only the layer gains'
-        # multipliers and the biases are computed in torch, from views of the chunk
-        # as `_decode_into` takes them (the same bits).
-        codes = self._native_codes(layout, chunk)
-        genomes = chunk.contiguous()
-        p, at = chunk.shape[0], spec.offsets
+        codes = self._native_codes(layout, population)
+        d, at = self._dims(layout), spec.offsets
+        p = population.shape[0]
+        span = max(1, self.chunk_size(layout) // chunk_size) * chunk_size
 
-        def genes(name: str, *shape: int) -> torch.Tensor:
+        def genes(chunk: torch.Tensor, name: str, *shape: int) -> torch.Tensor:
             start, stop = at[name]
-            return chunk[:, start:stop].reshape(p, *shape)
+            return chunk[:, start:stop].reshape(chunk.shape[0], *shape)
 
-        for k, out in enumerate(outs):
-            fan_in = out.shape[2]
-            mult = self.multiplier(fan_in, genes(f"l{k}.gain", 1)) if self.standardize else None
-            native.gnet_layer(genomes, offsets[k], codes[k], codes[k + 1], h, out, mult)
-            if mult is None:
-                out.mul_(math.sqrt(2.0 / fan_in))
-        d = self._dims(layout)
-        return self._biases(
-            {
-                **{f"l{k}.bias": genes(f"l{k}.bias", d[k + 1]) for k in range(layout.n_layers)},
-                **{f"l{k}.bias0": genes(f"l{k}.bias0", 1) for k in range(layout.n_layers)},
-            },
-            layout,
-        )
+        for first in range(0, p, span):
+            rows = population[first : first + span]
+            chunks = [
+                (a, min(a + chunk_size, rows.shape[0])) for a in range(0, rows.shape[0], chunk_size)
+            ]
+            genomes = rows.contiguous()
+            for k, w in enumerate(weights):
+                out = w[first : first + rows.shape[0]]
+                fan_in = out.shape[2]
+                mult = None
+                if self.standardize:
+                    parts = [
+                        self.multiplier(fan_in, genes(rows[a:b], f"l{k}.gain", 1))
+                        for a, b in chunks
+                    ]
+                    mult = parts[0] if len(parts) == 1 else torch.cat(parts)
+                native.gnet_layer(genomes, offsets[k], codes[k], codes[k + 1], h, out, mult)
+                if mult is None:
+                    out.mul_(math.sqrt(2.0 / fan_in))
+            for a, b in chunks:
+                chunk = rows[a:b]
+                layers = range(layout.n_layers)
+                genes_b = {f"l{k}.bias": genes(chunk, f"l{k}.bias", d[k + 1]) for k in layers}
+                genes_b.update({f"l{k}.bias0": genes(chunk, f"l{k}.bias0", 1) for k in layers})
+                for k, v in enumerate(self._biases(genes_b, layout)):
+                    biases[k][first + a : first + b] = v
 
     def _projections(
         self, genes: dict[str, torch.Tensor], layout: Layout
